@@ -1,0 +1,3 @@
+"""AiiDA plugin for ML-guided discovery of dielectric materials, verified by DFPT."""
+
+__version__ = '0.1.0'

@@ -1,0 +1,83 @@
+"""``dielectrics.model``: a trained model or ensemble, its files inside the node."""
+
+from __future__ import annotations
+
+import hashlib
+import pathlib
+
+from aiida.orm import FolderData
+
+from aiida_dielectrics.data.attributes import attribute_property
+
+#: The files of one model in matgl's layout.
+MATGL_FILES = ('model.pt', 'state.pt', 'model.json')
+
+
+def model_folders(root: pathlib.Path) -> list[pathlib.Path]:
+    """The model folders under ``root``: ``root`` itself, or its sub-folders for an ensemble."""
+    if (root / 'model.json').is_file():
+        return [root]
+    return sorted(path for path in root.iterdir() if path.is_dir() and (path / 'model.json').is_file())
+
+
+def tree_sha256(root: pathlib.Path) -> str:
+    """One checksum over the relative paths and contents of all files under ``root``."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in root.rglob('*') if p.is_file()):
+        digest.update(path.relative_to(root).as_posix().encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+class ModelData(FolderData):
+    """A trained model, or an ensemble of them (one sub-folder per member), in matgl's file layout.
+
+    Attributes: ``target`` (the predicted quantity, e.g. ``band_gap``), ``architecture``
+    (e.g. ``MEGNet``), ``members`` (ensemble size), ``sha256`` of the files, and the free-form
+    ``metrics`` and ``hyperparameters`` dicts that make up the model card.
+    """
+
+    def __init__(
+        self,
+        *,
+        folder,
+        target: str,
+        architecture: str,
+        metrics: dict | None = None,
+        hyperparameters: dict | None = None,
+        **kwargs,
+    ):
+        root = pathlib.Path(folder)
+        if not root.is_dir():
+            raise ValueError(f'model folder {root} does not exist')
+        members = model_folders(root)
+        if not members:
+            raise ValueError(f'{root} holds no model: expected model.json in it or in its sub-folders')
+        for member in members:
+            missing = [name for name in MATGL_FILES if not (member / name).is_file()]
+            if missing:
+                raise ValueError(f'model folder {member} lacks {", ".join(missing)}')
+        super().__init__(tree=root, **kwargs)
+        self.base.attributes.set_many(
+            {
+                'target': target,
+                'architecture': architecture,
+                'members': len(members),
+                'sha256': tree_sha256(root),
+                'metrics': metrics or {},
+                'hyperparameters': hyperparameters or {},
+            }
+        )
+
+    target = attribute_property('target')
+    architecture = attribute_property('architecture')
+    members = attribute_property('members')
+    metrics = attribute_property('metrics')
+    hyperparameters = attribute_property('hyperparameters')
+
+    def export_to(self, destination) -> pathlib.Path:
+        """Write the model files to ``destination`` (a folder) so a framework can load them."""
+        destination = pathlib.Path(destination)
+        destination.mkdir(parents=True, exist_ok=True)
+        self.base.repository.copy_tree(destination)
+        return destination

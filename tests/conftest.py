@@ -1,0 +1,24 @@
+"""Shared fixtures: a temporary AiiDA profile (no services) and the offline resources in ../shared."""
+
+import os
+import pathlib
+
+import pytest
+
+pytest_plugins = ['aiida.tools.pytest_fixtures']
+
+#: Offline data, models and pseudos; CI and tests point here, the package never does.
+SHARED = pathlib.Path(os.environ.get('AIIDA_DIELECTRICS_SHARED', pathlib.Path(__file__).parents[1] / '..' / 'shared'))
+
+
+@pytest.fixture(scope='session')
+def shared():
+    """The ``shared/`` folder with data, models, pseudos and fixtures (skips nothing: CI has it)."""
+    if not SHARED.is_dir():
+        raise FileNotFoundError(f'{SHARED} not found: set AIIDA_DIELECTRICS_SHARED')
+    return SHARED.resolve()
+
+
+@pytest.fixture(scope='session')
+def petousis_csv(shared):
+    return shared / 'data' / 'petousis2017' / 'dielectric_constant.csv'
