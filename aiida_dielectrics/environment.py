@@ -103,8 +103,20 @@ def install_pseudo_family(folder, label: str, hints: str | pathlib.Path | None =
 
 def install_pseudodojo_online():
     """Download and install PseudoDojo 0.4 PBE SR standard (UPF) with ``aiida-pseudo``."""
-    command = ['aiida-pseudo', 'install', 'pseudo-dojo', '-v', '0.4', '-x', 'PBE', '-r', 'SR', '-p', 'standard']
-    result = subprocess.run(command + ['-f', 'upf'], capture_output=True, text=True, check=False)
+    command = [
+        'aiida-pseudo',
+        'install',
+        'pseudo-dojo',
+        '-v',
+        '0.4',
+        '-x',
+        'PBE',
+        '-r',
+        'SR',
+        '-p',
+        'standard',
+    ]
+    result = subprocess.run([*command, '-f', 'upf'], capture_output=True, text=True, check=False)
     if result.returncode != 0 and 'already installed' not in result.stdout + result.stderr:
         raise SetupError(
             'could not download PseudoDojo (offline?); give a folder of UPF files with --pseudo-dir: '

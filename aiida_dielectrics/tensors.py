@@ -23,7 +23,9 @@ def as_finite_array(value, name: str, shape: tuple[int | None, ...]) -> np.ndarr
         array = np.asarray(value, dtype=float)
     except (TypeError, ValueError) as exception:
         raise TensorError(f'{name} is not numeric: {exception}') from exception
-    if array.ndim != len(shape) or any(want not in (None, got) for want, got in zip(shape, array.shape)):
+    if array.ndim != len(shape) or any(
+        want not in (None, got) for want, got in zip(shape, array.shape, strict=False)
+    ):
         wanted = '×'.join('N' if axis is None else str(axis) for axis in shape)
         raise TensorError(f'{name} must have shape {wanted}, got {array.shape}')
     if not np.all(np.isfinite(array)):

@@ -59,7 +59,9 @@ class DielectricData(ArrayData):
             num_sites = None if structure is None else len(structure.sites)
             self.set_array('born_charges', tensors.born_charges(born_charges, num_sites))
         if phonon_frequencies_gamma is not None:
-            frequencies = tensors.as_finite_array(phonon_frequencies_gamma, 'phonon_frequencies_gamma', (None,))
+            frequencies = tensors.as_finite_array(
+                phonon_frequencies_gamma, 'phonon_frequencies_gamma', (None,)
+            )
             self.set_array('phonon_frequencies_gamma', frequencies)
 
         gap = tensors.band_gap(band_gap)

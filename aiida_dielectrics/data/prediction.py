@@ -9,6 +9,7 @@ from aiida.orm import Data
 from aiida_dielectrics.data.attributes import attribute_property
 from aiida_dielectrics.fom import prediction_summary
 
+
 class PredictionData(Data):
     """Predicted formation energy, hull energy, band gap and permittivity, each with an ensemble σ.
 
