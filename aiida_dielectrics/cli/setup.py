@@ -46,10 +46,8 @@ def setup(ctx, pseudo_dir, pseudo_hints, pseudo_family):
         codes = environment.register_qe_codes()
     except environment.SetupError as exception:
         raise click.ClickException(str(exception)) from exception
-    for label, (code, created) in codes.items():
+    for code, created in codes.values():
         click.echo(f'Code `{code.full_label}`: {"registered" if created else "exists"}.')
-    missing = set(environment.QE_CODES) - {
-        exe for exe, (label, _) in environment.QE_CODES.items() if label in codes
-    }
+    missing = [exe for exe, (label, _) in environment.QE_CODES.items() if label not in codes]
     if missing:
-        click.echo(f'Not on PATH, no code registered: {", ".join(sorted(missing))}.', err=True)
+        click.echo(f'Not on PATH, no code registered: {", ".join(missing)}.', err=True)

@@ -21,4 +21,4 @@ def load_profile(ctx: click.Context):
         message = str(exception).splitlines()[0] if str(exception) else type(exception).__name__
         raise click.ClickException(
             f'no usable AiiDA profile ({message}); run `aiida-dielectrics setup` first'
-        )
+        ) from exception
