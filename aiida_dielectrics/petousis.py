@@ -59,17 +59,30 @@ def read_rows(path: str | pathlib.Path) -> Iterator[Row | RowError]:
         for record in reader:
             try:
                 yield parse_record(record, start)
-            except (ValueError, SyntaxError, TypeError, KeyError) as exception:
-                yield RowError(start, f'{type(exception).__name__}: {exception}'.splitlines()[0])
+            except (ValueError, TypeError, KeyError) as exception:
+                yield RowError(start, str(exception).splitlines()[0])
             start = reader.line_num + offset + 1
+
+
+def literal(record: dict, column: str):
+    """The Python literal in ``column``; the error names the column."""
+    if not record.get(column):
+        raise ValueError(f'column {column} is empty')
+    try:
+        return ast.literal_eval(record[column])
+    except (ValueError, SyntaxError) as exception:
+        raise ValueError(f'column {column} is not a valid literal ({exception})') from exception
 
 
 def parse_record(record: dict, line: int) -> Row:
     """Turn one CSV record into a validated :class:`Row` (raises on anything unphysical or unreadable)."""
-    meta = ast.literal_eval(record['meta'])
-    electronic = tensors.symmetric_tensor(ast.literal_eval(record['e_electronic']), 'e_electronic')
-    total = tensors.symmetric_tensor(ast.literal_eval(record['e_total']), 'e_total')
-    structure = Structure.from_str(meta['poscar'], fmt='poscar')
+    meta = literal(record, 'meta')
+    electronic = tensors.symmetric_tensor(literal(record, 'e_electronic'), 'e_electronic')
+    total = tensors.symmetric_tensor(literal(record, 'e_total'), 'e_total')
+    try:
+        structure = Structure.from_str(meta['poscar'], fmt='poscar')
+    except (KeyError, ValueError, IndexError) as exception:
+        raise ValueError(f'meta has no readable POSCAR: {exception}') from exception
     return Row(
         line=line,
         material_id=str(meta['material_id']),

@@ -103,12 +103,13 @@ def query_dielectrics(
         if not QueryBuilder().append(Group, filters={'label': group}).count():
             raise ValueError(f'no group with label {group!r}')
         builder.append(Group, filters={'label': group}, tag='group')
+    relation = {'with_group': 'group'} if group is not None else {}
     builder.append(
         NODE_CLASSES[kind],
         filters=dielectric_filters(**bounds),
-        with_group='group' if group is not None else None,
         project=['id', 'uuid', *(f'attributes.{column}' for column in columns)],
         tag='node',
+        **relation,
     )
     cast = 't' if order_by in TEXT_COLUMNS else 'f'
     builder.order_by({'node': [{f'attributes.{order_by}': {'order': 'desc', 'cast': cast}}]})

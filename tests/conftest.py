@@ -8,7 +8,9 @@ import pytest
 pytest_plugins = ['aiida.tools.pytest_fixtures']
 
 #: Offline data, models and pseudos; CI and tests point here, the package never does.
-SHARED = pathlib.Path(os.environ.get('AIIDA_DIELECTRICS_SHARED', pathlib.Path(__file__).parents[1] / '..' / 'shared'))
+SHARED = pathlib.Path(
+    os.environ.get('AIIDA_DIELECTRICS_SHARED', pathlib.Path(__file__).parents[1] / '..' / 'shared')
+)
 
 
 @pytest.fixture(scope='session')
