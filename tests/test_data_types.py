@@ -128,7 +128,7 @@ def test_model_refuses_incomplete_folders(tmp_path):
     with pytest.raises(ValueError, match='holds no model'):
         ModelData(folder=tmp_path, target='band_gap', architecture='MEGNet')
     (tmp_path / 'model.json').write_text('{}')
-    with pytest.raises(ValueError, match='lacks model.pt, state.pt'):
+    with pytest.raises(ValueError, match=r'lacks model\.pt, state\.pt'):
         ModelData(folder=tmp_path, target='band_gap', architecture='MEGNet')
 
 
