@@ -7,6 +7,8 @@ independent computation from the CSV with plain ``csv``/``ast``/``numpy``.
 import ast
 import csv
 import json
+import pathlib
+import re
 
 import numpy as np
 import pytest
@@ -134,3 +136,16 @@ def test_import_cli_reports_bad_rows_and_is_idempotent(imported, petousis_csv, t
     missing = run_cli('import', 'petousis2017', str(tmp_path / 'missing.csv'))
     assert missing.exit_code == 2 and 'does not exist' in missing.output
     assert QueryBuilder().append(CalcFunctionNode, filters={'attributes.exit_status': 0}).count() >= 2
+
+
+def test_tutorial_runs_as_written(imported, petousis_csv, capsys):
+    """The Python blocks of docs/tutorial.md, in order, on the imported data."""
+    text = (pathlib.Path(__file__).parents[1] / 'docs' / 'tutorial.md').read_text()
+    blocks = re.findall(r'```python\n(.*?)```', text, flags=re.DOTALL)
+    assert len(blocks) >= 4
+    namespace = {'CSV_PATH': petousis_csv}
+    for block in blocks:
+        exec(compile(block, 'docs/tutorial.md', 'exec'), namespace)
+    output = capsys.readouterr().out
+    assert '1056 entries' in output
+    assert 'Φ =' in output

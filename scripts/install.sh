@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Install everything aiida-dielectrics needs on a fresh Debian machine with Python >= 3.10 and pip.
+# Idempotent: re-running installs nothing new.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v pw.x >/dev/null || ! command -v ph.x >/dev/null; then
+    SUDO=$([ "$(id -u)" = 0 ] && echo "" || echo "sudo")
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq quantum-espresso >/dev/null
+fi
+
+PIP="python -m pip install -q --disable-pip-version-check --root-user-action=ignore"
+# The CPU build of torch first: an unpinned torch (e.g. pulled in by matgl) would be a multi-GB CUDA build.
+$PIP torch==2.13.0
+$PIP -e ".[dev,docs]"

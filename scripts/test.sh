@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Install, then run the whole test suite, the linters and the documentation build (warnings are errors).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export AIIDA_DIELECTRICS_SHARED=${AIIDA_DIELECTRICS_SHARED:-$(cd .. && pwd)/shared}
+
+bash scripts/install.sh
+ruff check .
+ruff format --check .
+python -m pytest -p no:cacheprovider -q
+python -m sphinx -W --keep-going -q -b html docs docs/_build/html
