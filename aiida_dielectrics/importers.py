@@ -19,6 +19,8 @@ from tqdm import tqdm
 from aiida_dielectrics import petousis
 from aiida_dielectrics.data.dielectric import DielectricData
 
+PROCESS_TYPE = 'aiida.calculations:dielectrics.import_petousis2017'
+
 
 def output_key(material_id: str) -> str:
     """A link-label-safe key for a source id (``mp-441`` → ``mp_441``)."""
@@ -79,14 +81,16 @@ def run_petousis2017_import(path, group_label: str = petousis.SOURCE):
     Returns ``(report, process_node)``; the process node is ``None`` when this very file was imported
     before, so there is nothing to do.
     """
-    path = pathlib.Path(path)
+    path = pathlib.Path(path).resolve()
     if not path.is_file():
         raise FileNotFoundError(f'no such file: {path}')
     sha256 = file_sha256(path)
     existing = imported_ids(petousis.SOURCE)
     earlier = QueryBuilder().append(SinglefileData, filters={'extras.sha256': sha256}, tag='file')
     earlier.append(CalcFunctionNode, with_incoming='file', filters={'attributes.exit_status': 0})
+    group, _ = Group.collection.get_or_create(label=group_label)
     if earlier.count():
+        group.add_nodes(imported_nodes())
         return {'imported': 0, 'already_present': len(existing), 'skipped': []}, None
 
     csv_file = SinglefileData(file=path)
@@ -95,6 +99,16 @@ def run_petousis2017_import(path, group_label: str = petousis.SOURCE):
     # failure leaves the database as it was.
     with get_manager().get_profile_storage().transaction():
         results, node = import_petousis2017.run_get_node(csv_file, List(existing))
-        group, _ = Group.collection.get_or_create(label=group_label)
-        group.add_nodes([*results['structures'].values(), *results['dielectrics'].values()])
+        group.add_nodes(imported_nodes())
     return results['report'].get_dict(), node
+
+
+def imported_nodes() -> list:
+    """All structures and dielectric results made by Petousis imports, whichever run made them."""
+    query = QueryBuilder().append(CalcFunctionNode, filters={'process_type': PROCESS_TYPE}, tag='import')
+    query.append(
+        (StructureData, DielectricData),
+        with_incoming='import',
+        edge_filters={'label': {'or': [{'like': 'structures__%'}, {'like': 'dielectrics__%'}]}},
+    )
+    return query.all(flat=True)

@@ -149,3 +149,11 @@ def test_tutorial_runs_as_written(imported, petousis_csv, capsys):
     output = capsys.readouterr().out
     assert '1056 entries' in output
     assert 'Φ =' in output
+
+
+def test_reimport_into_another_group_fills_it(imported, petousis_csv):
+    _, node = run_petousis2017_import(petousis_csv, group_label='my-copy')
+    assert node is None
+    assert Group.collection.get(label='my-copy').count() == 2 * 1056
+    run_petousis2017_import(petousis_csv, group_label='my-copy')
+    assert Group.collection.get(label='my-copy').count() == 2 * 1056
