@@ -1,0 +1,1 @@
+"""Work chains: DFPT verification with one interface and an engine per work chain."""
