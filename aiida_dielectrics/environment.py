@@ -90,14 +90,13 @@ def install_pseudo_family(folder, label: str, hints: str | pathlib.Path | None =
     family = CutoffsPseudoPotentialFamily.create_from_folder(folder, label, pseudo_type=UpfData)
     if hints is not None:
         cutoffs = read_pseudodojo_hints(hints, family.elements)
-        covered = set(cutoffs['normal'])
-        if covered == set(family.elements):
-            for stringency, values in cutoffs.items():
-                family.set_cutoffs(values, stringency, unit='Eh')
-            family.set_default_stringency('normal')
-        else:
-            missing = ', '.join(sorted(set(family.elements) - covered))
-            raise SetupError(f'the hints file has no cutoffs for {missing}')
+        missing = sorted(set(family.elements) - set(cutoffs['normal']))
+        if missing:
+            Group.collection.delete(family.pk)
+            raise SetupError(f'the hints file has no cutoffs for {", ".join(missing)}; family not installed')
+        for stringency, values in cutoffs.items():
+            family.set_cutoffs(values, stringency, unit='Eh')
+        family.set_default_stringency('normal')
     return family, True
 
 
