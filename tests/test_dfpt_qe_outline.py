@@ -142,3 +142,24 @@ def test_results_from_ph_outputs(process, shared):
     assert dielectric.band_gap == pytest.approx(3.0)
     assert dielectric.diel_elec == pytest.approx(57.36256077)
     assert process.outputs['structure'] is process.ctx.structure
+
+
+def test_relax_gets_family_pseudos_and_its_structure_is_used(request):
+    builder = builder_for(request.getfixturevalue('qe'), fcc_binary(['Mg', 'O'], 4.212), relax=True)
+    workchain = instantiate_process(get_manager().get_runner(), builder)
+    workchain.setup()
+    assert workchain.validate_structure() is None
+    assert workchain.should_relax()
+    workchain.submit = capture
+    inputs = workchain.run_relax()['workchain_relax'].inputs
+    assert inputs['structure'] is workchain.inputs.structure
+    for namespace in ('base_relax', 'base_init_relax'):
+        assert inputs[namespace]['pw']['pseudos'] is workchain.ctx.pseudos
+        assert inputs[namespace]['pw']['parameters']['SYSTEM']['occupations'] == 'fixed'
+
+    workchain.ctx.workchain_relax = child(exit_status=401)
+    assert workchain.inspect_relax() == DfptQeWorkChain.exit_codes.ERROR_SUB_PROCESS_FAILED_RELAX
+    relaxed = fcc_binary(['Mg', 'O'], 4.25)
+    workchain.ctx.workchain_relax = child(outputs={'output_structure': relaxed})
+    assert workchain.inspect_relax() is None
+    assert workchain.ctx.structure.uuid == relaxed.uuid
