@@ -1,0 +1,252 @@
+"""``aiida-dielectrics train`` and ``evaluate``: fit ε ensembles and measure them, with or without AiiDA."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import time
+
+import click
+import numpy as np
+
+from aiida_dielectrics.cli import cli
+from aiida_dielectrics.cli.utils import load_profile
+
+#: Environment variable naming a folder of matgl models (e.g. ``../shared/models/matgl``) used for
+#: ``--pretrained`` / ``--gap-model`` names that are not paths.
+MODELS_ENV = 'AIIDA_DIELECTRICS_MATGL_MODELS'
+PRETRAINED = 'MEGNet-MP-2019.4.1-BandGap-mfi'
+
+
+def resolve_model(name: str) -> str:
+    """A folder path as is; a bare name inside ``$AIIDA_DIELECTRICS_MATGL_MODELS`` if set there, else the name
+    (matgl then fetches it from Hugging Face)."""
+    if pathlib.Path(name).is_dir():
+        return name
+    base = os.environ.get(MODELS_ENV)
+    if base and (pathlib.Path(base) / name).is_dir():
+        return str(pathlib.Path(base) / name)
+    return name
+
+
+def echo(message: str):
+    click.echo(f'[{time.strftime("%H:%M:%S")}] {message}', err=True)
+
+
+@cli.command('train')
+@click.option(
+    '--data', 'csv', type=click.Path(exists=True, dir_okay=False), help='Petousis 2017 CSV to train on.'
+)
+@click.option(
+    '--group',
+    help='Train on the DielectricData/StructureData nodes of this AiiDA group instead '
+    '(e.g. petousis2017); stores a dielectrics.model node with provenance.',
+)
+@click.option(
+    '--target', type=click.Choice(['diel_elec', 'diel_ionic']), required=True, help='Quantity to learn.'
+)
+@click.option('--architecture', type=click.Choice(['megnet', 'wren']), default='megnet', show_default=True)
+@click.option('--members', type=click.IntRange(1), default=5, show_default=True, help='Ensemble size.')
+@click.option('--epochs', type=click.IntRange(1), default=30, show_default=True, help='Epochs per member.')
+@click.option('--batch-size', type=click.IntRange(1), default=32, show_default=True)
+@click.option('--lr', type=float, default=1e-3, show_default=True, help='Learning rate.')
+@click.option('--seed', type=int, default=2017, show_default=True, help='Seed of the split and of member 0.')
+@click.option(
+    '--pretrained',
+    default=PRETRAINED,
+    show_default=True,
+    help=f'MEGNet to fine-tune: a folder, or a name looked up in ${MODELS_ENV} or on Hugging Face.',
+)
+@click.option('--limit', type=click.IntRange(1), help='Use only the first N entries (quick trials).')
+@click.option('--threads', type=click.IntRange(1), default=1, show_default=True, help='torch CPU threads.')
+@click.option(
+    '-o',
+    '--output',
+    type=click.Path(file_okay=False),
+    required=True,
+    help='Ensemble folder to write (model_card.json + member_*/).',
+)
+@click.pass_context
+def train(
+    ctx,
+    csv,
+    group,
+    target,
+    architecture,
+    members,
+    epochs,
+    batch_size,
+    lr,
+    seed,
+    pretrained,
+    limit,
+    threads,
+    output,
+):
+    """Train an ensemble for ε_elec or ε_ionic on the fixed, seeded split and write its model card.
+
+    \b
+    aiida-dielectrics train --data dielectric_constant.csv --target diel_elec -o models/diel_elec
+    aiida-dielectrics train --group petousis2017 --target diel_ionic -o models/diel_ionic
+    """
+    import torch
+
+    from aiida_dielectrics.ml import dataset, training
+
+    if bool(csv) == bool(group):
+        raise click.ClickException('give exactly one of --data CSV or --group LABEL')
+    torch.set_num_threads(threads)
+    hyperparameters = {'max_epochs': epochs, 'batch_size': batch_size, 'lr': lr}
+    if architecture == 'megnet':
+        hyperparameters['pretrained'] = resolve_model(pretrained)
+    if group:
+        load_profile(ctx)
+        from aiida_dielectrics.trainers import run_training
+
+        node = run_training(group, target, architecture, members, seed, hyperparameters, output, limit, echo)
+        echo(
+            f'stored ModelData<{node.pk}> ({node.members} members, sha256 {node.base.attributes.get("sha256")[:12]})'
+        )
+        return
+    data = dataset.from_petousis(csv, limit=limit)
+    for reason in data.skipped:
+        echo(f'skipped {reason}')
+    echo(f'{len(data)} materials read from {csv}')
+    ensemble = training.train_ensemble(
+        data, target, architecture, members, seed, hyperparameters=hyperparameters, progress=echo
+    )
+    folder = ensemble.save(output)
+    test = ensemble.card['metrics']['test']
+    echo(f'wrote {folder}: test MAE {test["mae"]:.3f}, R² {test["r2"]:.3f}, Spearman {test["spearman"]:.3f}')
+
+
+@cli.command('evaluate')
+@click.option(
+    '--data',
+    'csv',
+    type=click.Path(exists=True, dir_okay=False),
+    required=True,
+    help='Petousis 2017 CSV (the data the ensembles were trained on).',
+)
+@click.option(
+    '--models',
+    type=click.Path(exists=True, file_okay=False),
+    default=None,
+    help='Folder with diel_elec/ and diel_ionic/ ensembles  [default: the ones shipped in the package].',
+)
+@click.option(
+    '--gap-model',
+    default='MEGNet-MP-2019.4.1-BandGap-mfi',
+    show_default=True,
+    help=f'Band-gap MEGNet for Φ with predicted gap: a folder, or a name looked up in ${MODELS_ENV}.',
+)
+@click.option(
+    '--cv-folds',
+    type=click.IntRange(0),
+    default=5,
+    show_default=True,
+    help='Folds of cross-validation over train+val (0: skip).',
+)
+@click.option(
+    '--cv-members', type=click.IntRange(1), default=1, show_default=True, help='Members per CV fold.'
+)
+@click.option(
+    '--cv-epochs', type=click.IntRange(1), default=15, show_default=True, help='Epochs per CV member.'
+)
+@click.option('--threads', type=click.IntRange(1), default=1, show_default=True, help='torch CPU threads.')
+@click.option(
+    '-o', '--output', type=click.Path(dir_okay=False), required=True, help='Markdown report to write.'
+)
+@click.option(
+    '--json', 'json_path', type=click.Path(dir_okay=False), help='Also write the raw metrics as JSON.'
+)
+def evaluate(csv, models, gap_model, cv_folds, cv_members, cv_epochs, threads, output, json_path):
+    """Measure the ε ensembles against a mean and a composition-only baseline and write the report.
+
+    Test-split metrics for ε_elec, ε_ionic, ε_total and Φ (with DFT and predicted gap), calibration,
+    top-10 % precision, and k-fold CV (cheaper setting: --cv-members × --cv-epochs per fold).
+
+    \b
+    aiida-dielectrics evaluate --data dielectric_constant.csv -o docs/evaluation.md
+    """
+    import json
+    import shlex
+    import sys
+
+    import torch
+
+    from aiida_dielectrics.ml import dataset, evaluation, splits, training
+    from aiida_dielectrics.ml.ensemble import DEFAULT_MODELS, Ensemble, MEGNetMember, read_card
+
+    torch.set_num_threads(threads)
+    start = time.perf_counter()
+    root = pathlib.Path(models) if models else DEFAULT_MODELS
+    cards = {}
+    for target in ('diel_elec', 'diel_ionic'):
+        if not (root / target / 'model_card.json').is_file():
+            raise click.ClickException(f'{root / target} is not an ensemble folder (no model_card.json)')
+        cards[target] = read_card(root / target)
+    seeds = {card['split']['seed'] for card in cards.values()}
+    fractions = {tuple(card['split']['fractions']) for card in cards.values()}
+    if len(seeds) != 1 or len(fractions) != 1:
+        raise click.ClickException('the two ensembles were trained on different splits')
+    seed, fraction = seeds.pop(), fractions.pop()
+    data = dataset.from_petousis(csv)
+    split = splits.train_val_test(data.formulas, seed, fraction)
+    for target, card in cards.items():
+        if card['split']['sha256'] != splits.split_hash(data.material_ids, split):
+            raise click.ClickException(
+                f'{target} ensemble was trained on other data or another split than {csv}'
+            )
+    echo(f'{len(data)} materials; test split {len(split.test)}; loading ensembles from {root}')
+    ensembles = {target: Ensemble.load(root / target) for target in cards}
+    echo('predicting band gaps (MEGNet, PBE fidelity)')
+    pred_gap = np.clip(MEGNetMember.load(resolve_model(gap_model)).predict(data.structures), 0, None)
+    cv = None
+    if cv_folds:
+        hyperparameters = {key: cards['diel_elec']['hyperparameters'][key] for key in ('batch_size', 'lr')}
+        hyperparameters.update({'max_epochs': cv_epochs})
+        if cards['diel_elec']['architecture'] == 'megnet':
+            hyperparameters['pretrained'] = resolve_model(PRETRAINED)
+        cv = {
+            target: training.cross_validate(
+                data,
+                target,
+                cards[target]['architecture'],
+                cv_folds,
+                cv_members,
+                seed,
+                fraction,
+                hyperparameters,
+                progress=echo,
+            )
+            for target in cards
+        }
+    results = evaluation.evaluate(data, ensembles, pred_gap, split, cv)
+    seconds = time.perf_counter() - start
+    command = 'aiida-dielectrics evaluate ' + ' '.join(shlex.quote(arg) for arg in sys.argv[2:])
+    architecture = cards['diel_elec']['architecture']
+    hp = cards['diel_elec']['hyperparameters']
+    header = [
+        '<!-- written by `aiida-dielectrics evaluate`; do not edit by hand -->',
+        '',
+        f'Produced by `{command}` in {seconds / 60:.1f} min on {torch.get_num_threads()} CPU thread(s).',
+        f'Ensembles: {root.name}/diel_elec and diel_ionic, {architecture}, {hp["members"]} members each, '
+        f'{hp.get("max_epochs")} epochs; split seed {seed}, fractions {list(fraction)}, grouped by reduced formula, '
+        f'sha256 `{cards["diel_elec"]["split"]["sha256"][:16]}…`.',
+    ]
+    if cv:
+        header.append(
+            f'Cross-validation uses a cheaper setting than the shipped ensembles: {cv_members} member(s) × '
+            f'{cv_epochs} epochs per fold; baselines are refitted per fold.'
+        )
+    report = '\n'.join([*header, '', evaluation.markdown_tables(results, f'{architecture} ensemble')])
+    pathlib.Path(output).parent.mkdir(parents=True, exist_ok=True)
+    pathlib.Path(output).write_text(report)
+    if json_path:
+        pathlib.Path(json_path).write_text(json.dumps(results, indent=1) + '\n')
+    test = results['test']['ensemble']
+    echo(
+        f'wrote {output} in {seconds:.0f} s: test MAE ε_elec {test["diel_elec"]["mae"]:.2f}, '
+        f'ε_ionic {test["diel_ionic"]["mae"]:.2f}, ε_total {test["diel_total"]["mae"]:.2f}'
+    )

@@ -1,0 +1,312 @@
+"""Ensembles of regressors for one ε target; one member interface for every architecture.
+
+A member learns a scalar in the *transformed* space (see :mod:`.transforms`) and implements::
+
+    member = MemberClass(**hyperparameters)
+    member.fit(structures, y, val=(structures, y) | None, seed=0) -> dict   # training history
+    member.predict(structures) -> np.ndarray                               # transformed space
+    member.save(folder); MemberClass.load(folder)
+
+:class:`Ensemble` maps member outputs back with :func:`.transforms.inverse_transform` and takes the
+mean and σ over members in the ORIGINAL space (ε), where they are used. On disk an ensemble is a
+folder with ``model_card.json`` and ``member_0/ … member_K/`` (for MEGNet, matgl's ``model.pt``,
+``state.pt``, ``model.json``: the member is a ``TransformedTargetModel`` whose output is already
+de-normalised into the transformed space, to be called with ``state_attr = [0]``, the PBE fidelity of
+the band-gap model it is fine-tuned from).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import importlib
+import json
+import pathlib
+import weakref
+
+import numpy as np
+import torch
+
+from aiida_dielectrics.ml import transforms
+
+CARD = 'model_card.json'
+
+#: The ensembles shipped with the package, one folder per target (``diel_elec``, ``diel_ionic``).
+DEFAULT_MODELS = pathlib.Path(__file__).parents[1] / 'models'
+
+#: architecture -> "module:Class" of its member implementation (imported when first used).
+ARCHITECTURES = {
+    'megnet': 'aiida_dielectrics.ml.ensemble:MEGNetMember',
+    'wren': 'aiida_dielectrics.ml.wren:WrenMember',
+}
+
+
+def member_class(architecture: str):
+    """The member class of an architecture, e.g. ``member_class('megnet')``."""
+    try:
+        module, name = ARCHITECTURES[architecture].split(':')
+    except KeyError:
+        raise ValueError(
+            f'unknown architecture {architecture!r}; choose from {", ".join(ARCHITECTURES)}'
+        ) from None
+    return getattr(importlib.import_module(module), name)
+
+
+def allow_matgl_pickles():
+    """matgl ≥ 4 loads weights with ``weights_only=True``; its pretrained MEGNets pickle a Normalizer."""
+    from matgl.data.transformer import LogTransformer, Normalizer
+
+    torch.serialization.add_safe_globals([Normalizer, LogTransformer])
+
+
+class GraphCache:
+    """Crystal graphs built once per structure object and reused by every member and every epoch.
+
+    Keyed on object identity with a weak reference, so a recycled id never returns a stale graph.
+    """
+
+    def __init__(self, element_types, cutoff: float):
+        from matgl.ext.pymatgen import Structure2Graph
+
+        self.converter = Structure2Graph(element_types=tuple(element_types), cutoff=cutoff)
+        self.key = (tuple(element_types), cutoff)
+        self._graphs: dict[int, tuple] = {}
+
+    def get(self, structure):
+        entry = self._graphs.get(id(structure))
+        if entry is not None and entry[0]() is structure:
+            return entry[1]
+        graph, lattice, _ = self.converter.get_graph(structure)
+        value = (graph, torch.as_tensor(lattice, dtype=torch.float32))
+        self._graphs[id(structure)] = (weakref.ref(structure), value)
+        return value
+
+
+_CACHES: dict[tuple, GraphCache] = {}
+
+
+def graph_cache(element_types, cutoff: float) -> GraphCache:
+    key = (tuple(element_types), float(cutoff))
+    if key not in _CACHES:
+        _CACHES[key] = GraphCache(*key)
+    return _CACHES[key]
+
+
+class MEGNetMember:
+    """MEGNet fine-tuned from a pretrained matgl MEGNet (default: the multi-fidelity band-gap model).
+
+    Starting from pretrained weights matters here: 1,056 training materials are far too few to learn
+    element embeddings and bonding from scratch, and the band gap is what ε_elec correlates with most.
+    """
+
+    architecture = 'megnet'
+
+    def __init__(
+        self,
+        pretrained: str | None = None,
+        max_epochs: int = 40,
+        batch_size: int = 32,
+        lr: float = 1e-3,
+        state_attr: int = 0,
+        model=None,
+    ):
+        self.pretrained = pretrained
+        self.max_epochs = max_epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.state_attr = state_attr
+        self.model = model
+
+    @property
+    def hyperparameters(self) -> dict:
+        return {
+            'pretrained': pathlib.Path(self.pretrained).name if self.pretrained else None,
+            'max_epochs': self.max_epochs,
+            'batch_size': self.batch_size,
+            'lr': self.lr,
+            'state_attr': self.state_attr,
+        }
+
+    def _cache(self) -> GraphCache:
+        inner = self.model.model
+        return graph_cache(inner.element_types, float(inner.cutoff))
+
+    def _samples(self, structures, y=None):
+        cache = self._cache()
+        state = torch.tensor(self.state_attr, dtype=torch.long)
+        labels = np.zeros(len(structures)) if y is None else np.asarray(y, dtype=float)
+        return [
+            (*cache.get(s), state, {'y': torch.tensor(v, dtype=torch.float32)})
+            for s, v in zip(structures, labels, strict=True)
+        ]
+
+    def _loader(self, samples, shuffle: bool, seed: int = 0):
+        from matgl.graph.data import collate_fn_graph
+
+        return torch.utils.data.DataLoader(
+            samples,
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            collate_fn=collate_fn_graph,
+            generator=torch.Generator().manual_seed(seed),
+        )
+
+    def fit(self, structures, y, val=None, seed: int = 0) -> dict:
+        """Fine-tune on (structures, y); keeps the weights of the epoch with the lowest validation MAE."""
+        import lightning as pl
+        import matgl
+        from matgl.data.transformer import Normalizer
+        from matgl.models import TransformedTargetModel
+        from matgl.utils.training import ModelLightningModule
+
+        if not self.pretrained:
+            raise ValueError('MEGNetMember needs `pretrained`: a matgl MEGNet folder or model name')
+        allow_matgl_pickles()
+        torch.manual_seed(seed)
+        base = matgl.load_model(self.pretrained)
+        megnet = copy.deepcopy(getattr(base, 'model', base))
+        # The read-out was trained for another target; re-drawing it per seed also decorrelates members.
+        for layer in megnet.output_proj.modules():
+            if isinstance(layer, torch.nn.Linear):
+                layer.reset_parameters()
+        y = np.asarray(y, dtype=float)
+        mean, std = float(y.mean()), float(y.std() or 1.0)
+        module = ModelLightningModule(
+            model=megnet,
+            data_mean=mean,
+            data_std=std,
+            lr=self.lr,
+            loss='l1_loss',
+            decay_steps=max(1, self.max_epochs * int(np.ceil(len(y) / self.batch_size))),
+        )
+        self.model = TransformedTargetModel(megnet, Normalizer(mean, std))
+        train = self._loader(self._samples(structures, y), shuffle=True, seed=seed)
+        best = _best_weights(megnet)
+        callbacks = [best]
+        val_loader = self._loader(self._samples(*val), shuffle=False) if val is not None else None
+        trainer = pl.Trainer(
+            max_epochs=self.max_epochs,
+            accelerator='cpu',
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            callbacks=callbacks,
+            deterministic=False,
+        )
+        trainer.fit(module, train_dataloaders=train, val_dataloaders=val_loader)
+        best.restore()
+        return {'epochs': trainer.current_epoch, 'best_epoch': best.epoch, 'best_val_mae': best.score}
+
+    def predict(self, structures) -> np.ndarray:
+        """Predictions in the transformed space, in batches."""
+        self.model.eval()
+        out = []
+        with torch.no_grad():
+            for g, lat, state, _ in self._loader(self._samples(structures), shuffle=False):
+                if lat.dim() == 2:
+                    lat = lat.unsqueeze(0)
+                batch = (
+                    g.batch
+                    if getattr(g, 'batch', None) is not None
+                    else torch.zeros(g.num_nodes, dtype=torch.long)
+                )
+                g.pos = (g.frac_coords.unsqueeze(-1) * lat[batch]).sum(dim=1)
+                g.pbc_offshift = (g.pbc_offset.unsqueeze(-1) * lat[batch[g.edge_index[0]]]).sum(dim=1)
+                out.append(self.model(g, state_attr=state).reshape(-1).numpy())
+        return np.concatenate(out) if out else np.zeros(0)
+
+    def save(self, folder):
+        self.model.save(str(folder))
+
+    @classmethod
+    def load(cls, folder):
+        import matgl
+
+        allow_matgl_pickles()
+        return cls(model=matgl.load_model(str(folder)))
+
+
+def _best_weights(model):
+    """A Lightning callback that remembers the weights of the epoch with the lowest validation MAE."""
+    import lightning as pl
+
+    class BestWeights(pl.Callback):
+        def __init__(self):
+            self.model, self.state, self.epoch, self.score = model, None, None, None
+
+        def on_validation_epoch_end(self, trainer, module):
+            if trainer.sanity_checking:
+                return
+            score = float(trainer.callback_metrics.get('val_MAE', np.nan))
+            if self.score is None or score < self.score:
+                self.score, self.epoch = score, trainer.current_epoch
+                self.state = copy.deepcopy(self.model.state_dict())
+
+        def restore(self):
+            if self.state is not None:
+                self.model.load_state_dict(self.state)
+
+    return BestWeights()
+
+
+class Ensemble:
+    """Members of one architecture for one target; mean and σ over members in the original space."""
+
+    def __init__(self, members, target: str, transform: str, architecture: str, card: dict | None = None):
+        self.members = list(members)
+        self.target = target
+        self.transform = transform
+        self.architecture = architecture
+        self.card = card or {}
+
+    def predict_members(self, structures) -> np.ndarray:
+        """(members × structures) predictions in the original space."""
+        return np.stack(
+            [transforms.inverse_transform(self.transform, m.predict(structures)) for m in self.members]
+        )
+
+    def predict(self, structures) -> tuple[np.ndarray, np.ndarray]:
+        values = self.predict_members(structures)
+        return values.mean(axis=0), values.std(axis=0)
+
+    def save(self, folder) -> pathlib.Path:
+
+        folder = pathlib.Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        for i, member in enumerate(self.members):
+            member.save(folder / f'member_{i}')
+        card = {
+            **self.card,
+            'target': self.target,
+            'architecture': self.architecture,
+            'transform': self.transform,
+            'members': len(self.members),
+        }
+        card['sha256'] = members_sha256(folder)
+        (folder / CARD).write_text(json.dumps(card, indent=2, sort_keys=True) + '\n')
+        self.card = card
+        return folder
+
+    @classmethod
+    def load(cls, folder) -> Ensemble:
+        folder = pathlib.Path(folder)
+        card = read_card(folder)
+        kind = member_class(card['architecture'])
+        members = [kind.load(folder / f'member_{i}') for i in range(card['members'])]
+        return cls(members, card['target'], card['transform'], card['architecture'], card)
+
+
+def members_sha256(folder) -> str:
+    """sha256 over the member folders (the card itself is excluded, it holds the checksum)."""
+    from aiida_dielectrics.data.model import tree_sha256
+
+    digest = [tree_sha256(path) for path in sorted(pathlib.Path(folder).glob('member_*'))]
+    return hashlib.sha256(''.join(digest).encode()).hexdigest()
+
+
+def read_card(folder) -> dict:
+    path = pathlib.Path(folder) / CARD
+    if not path.is_file():
+        raise FileNotFoundError(f'{folder} is not an ensemble folder: {CARD} missing')
+    return json.loads(path.read_text())

@@ -1,0 +1,305 @@
+"""Metrics for ε and Φ predictions: accuracy, ranking, calibration and top-k screening precision.
+
+Everything is computed in the original space (ε, eV), where the numbers are used for screening.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import stats
+
+
+def regression_metrics(y_true, y_pred) -> dict[str, float]:
+    """MAE, RMSE, R² (1 − SS_res/SS_tot) and Spearman ρ."""
+    y_true, y_pred = np.asarray(y_true, dtype=float), np.asarray(y_pred, dtype=float)
+    error = y_pred - y_true
+    ss_tot = float(np.sum((y_true - y_true.mean()) ** 2))
+    return {
+        'mae': float(np.mean(np.abs(error))),
+        'rmse': float(np.sqrt(np.mean(error**2))),
+        'r2': float(1 - np.sum(error**2) / ss_tot) if ss_tot > 0 else float('nan'),
+        'spearman': float(stats.spearmanr(y_true, y_pred).statistic) if len(y_true) > 1 else float('nan'),
+    }
+
+
+def calibration(y_true, mean, std) -> dict[str, float]:
+    """Share of points whose true value lies within ±1σ and ±2σ of the ensemble mean.
+
+    A Gaussian would give 0.683 and 0.954; lower means the ensemble is over-confident.
+    """
+    distance = np.abs(np.asarray(y_true, dtype=float) - np.asarray(mean, dtype=float))
+    std = np.asarray(std, dtype=float)
+    return {
+        'within_1sigma': float(np.mean(distance <= std)),
+        'within_2sigma': float(np.mean(distance <= 2 * std)),
+    }
+
+
+def top_k_precision(y_true, y_pred, fraction: float = 0.1) -> float:
+    """Of the top ``fraction`` by prediction, the share that is also in the true top ``fraction``."""
+    y_true, y_pred = np.asarray(y_true, dtype=float), np.asarray(y_pred, dtype=float)
+    k = max(1, round(fraction * len(y_true)))
+    predicted = set(np.argsort(-y_pred, kind='stable')[:k])
+    actual = set(np.argsort(-y_true, kind='stable')[:k])
+    return len(predicted & actual) / k
+
+
+# --- baselines -----------------------------------------------------------------------------------------
+
+
+def composition_features(structures) -> np.ndarray:
+    """Composition-only descriptors: element fractions plus fraction-weighted mean and range of
+    electronegativity, row, group and atomic mass (what a model without structure could know)."""
+    from matgl.config import DEFAULT_ELEMENTS
+    from pymatgen.core import Element
+
+    column = {symbol: i for i, symbol in enumerate(DEFAULT_ELEMENTS)}
+    rows = []
+    for structure in structures:
+        fractions = structure.composition.fractional_composition.get_el_amt_dict()
+        vector = np.zeros(len(DEFAULT_ELEMENTS))
+        props = []
+        for symbol, fraction in fractions.items():
+            vector[column[symbol]] = fraction
+            element = Element(symbol)
+            props.append(
+                (
+                    fraction,
+                    element.X if not np.isnan(element.X) else 0.0,
+                    element.row,
+                    element.group,
+                    float(element.atomic_mass),
+                )
+            )
+        props = np.array(props)
+        weights, values = props[:, 0], props[:, 1:]
+        stats_ = np.concatenate([weights @ values, values.max(axis=0) - values.min(axis=0), [len(fractions)]])
+        rows.append(np.concatenate([vector, stats_]))
+    return np.array(rows)
+
+
+class MeanBaseline:
+    """Predicts the training mean (in the transformed space) for every material."""
+
+    def fit(self, X, y):
+        self.mean = float(np.mean(y))
+        return self
+
+    def predict(self, X) -> np.ndarray:
+        return np.full(len(X), self.mean)
+
+
+class RidgeBaseline:
+    """Ridge regression on standardised composition features; α picked on the validation set."""
+
+    ALPHAS = (0.1, 1.0, 10.0, 100.0)
+
+    def fit(self, X, y, X_val=None, y_val=None):
+        self.mu, self.sd = X.mean(axis=0), X.std(axis=0) + 1e-12
+        best = None
+        for alpha in self.ALPHAS if X_val is not None else (1.0,):
+            self._solve(X, y, alpha)
+            score = np.mean(np.abs(self.predict(X_val) - y_val)) if X_val is not None else 0.0
+            if best is None or score < best[0]:
+                best = (score, alpha)
+        self.alpha = best[1]
+        self._solve(X, y, self.alpha)
+        return self
+
+    def _solve(self, X, y, alpha):
+        Z = (X - self.mu) / self.sd
+        self.intercept = float(np.mean(y))
+        self.coef = np.linalg.solve(Z.T @ Z + alpha * np.eye(Z.shape[1]), Z.T @ (y - self.intercept))
+
+    def predict(self, X) -> np.ndarray:
+        return ((X - self.mu) / self.sd) @ self.coef + self.intercept
+
+
+# --- the report -----------------------------------------------------------------------------------------
+
+QUANTITIES = ('diel_elec', 'diel_ionic', 'diel_total', 'fom_dft_gap', 'fom_pred_gap')
+LABELS = {
+    'diel_elec': 'ε_elec',
+    'diel_ionic': 'ε_ionic',
+    'diel_total': 'ε_total',
+    'fom_dft_gap': 'Φ (DFT gap)',
+    'fom_pred_gap': 'Φ (MEGNet gap)',
+}
+
+
+def quantities(elec, ionic, dft_gap, pred_gap) -> dict[str, np.ndarray]:
+    """ε_elec, ε_ionic, ε_total and Φ with the DFT and the predicted band gap."""
+    total = np.asarray(elec) + np.asarray(ionic)
+    return {
+        'diel_elec': np.asarray(elec),
+        'diel_ionic': np.asarray(ionic),
+        'diel_total': total,
+        'fom_dft_gap': total * dft_gap,
+        'fom_pred_gap': total * pred_gap,
+    }
+
+
+def score(truth: dict, predicted: dict, std: dict | None = None) -> dict[str, dict]:
+    """Metrics per quantity; Φ also gets top-10 % precision, and calibration where σ is given."""
+    result = {}
+    for name in QUANTITIES:
+        metrics = regression_metrics(truth[name], predicted[name])
+        if name.startswith('fom'):
+            metrics['top10_precision'] = top_k_precision(truth[name], predicted[name], 0.1)
+        if std is not None:
+            metrics.update(calibration(truth[name], predicted[name], std[name]))
+        result[name] = metrics
+    return result
+
+
+def propagated_std(elec_std, ionic_std, dft_gap, pred_gap) -> dict[str, np.ndarray]:
+    """σ of each quantity from the ensemble σ of ε_elec and ε_ionic (gaps taken as exact)."""
+    total_std = np.hypot(elec_std, ionic_std)
+    return {
+        'diel_elec': elec_std,
+        'diel_ionic': ionic_std,
+        'diel_total': total_std,
+        'fom_dft_gap': total_std * dft_gap,
+        'fom_pred_gap': total_std * pred_gap,
+    }
+
+
+def baseline_predictions(data, train_idx, val_idx, test_idx) -> dict[str, dict[str, np.ndarray]]:
+    """ε_elec and ε_ionic of the mean and composition-ridge baselines on ``test_idx``, trained like the
+    ensembles (same split, same log-space targets)."""
+    from aiida_dielectrics.ml import transforms
+
+    X = composition_features(data.structures)
+    out = {'mean': {}, 'ridge': {}}
+    for target in ('diel_elec', 'diel_ionic'):
+        name = transforms.DEFAULT_TRANSFORM[target]
+        y = transforms.transform(name, data.target(target))
+        models = {
+            'mean': MeanBaseline().fit(X[train_idx], y[train_idx]),
+            'ridge': RidgeBaseline().fit(X[train_idx], y[train_idx], X[val_idx], y[val_idx]),
+        }
+        for key, model in models.items():
+            out[key][target] = transforms.inverse_transform(name, model.predict(X[test_idx]))
+    return out
+
+
+def evaluate(data, ensembles: dict, pred_gap: np.ndarray, split, cv: dict | None = None) -> dict:
+    """Test-split and CV metrics of the ensembles and the baselines.
+
+    ``ensembles`` maps ``diel_elec``/``diel_ionic`` to :class:`~.ensemble.Ensemble`; ``pred_gap`` is the
+    predicted band gap of every entry of ``data``; ``cv`` maps each target to the out-of-fold arrays of
+    :func:`.training.cross_validate` (optional).
+    """
+    test = split.test
+    truth = quantities(data.diel_elec[test], data.diel_ionic[test], data.band_gap[test], data.band_gap[test])
+    elec, elec_std = ensembles['diel_elec'].predict([data.structures[i] for i in test])
+    ionic, ionic_std = ensembles['diel_ionic'].predict([data.structures[i] for i in test])
+    gaps = (data.band_gap[test], pred_gap[test])
+    results = {
+        'test': {
+            'size': len(test),
+            'ensemble': score(
+                truth, quantities(elec, ionic, *gaps), propagated_std(elec_std, ionic_std, *gaps)
+            ),
+        },
+        'gap': regression_metrics(data.band_gap[test], pred_gap[test]),
+    }
+    for key, pred in baseline_predictions(data, split.train, split.val, test).items():
+        results['test'][key] = score(truth, quantities(pred['diel_elec'], pred['diel_ionic'], *gaps))
+    if cv:
+        results['cv'] = cross_validation_scores(data, cv, pred_gap)
+    return results
+
+
+def cross_validation_scores(data, cv: dict, pred_gap) -> dict:
+    """Per-fold metrics (model and baselines) and their mean and standard deviation over folds."""
+    from aiida_dielectrics.ml import splits
+
+    elec, ionic = cv['diel_elec'], cv['diel_ionic']
+    if not np.array_equal(elec['index'], ionic['index']):
+        raise ValueError('the CV runs of ε_elec and ε_ionic used different folds')
+    per_fold = {'ensemble': [], 'mean': [], 'ridge': []}
+    for k in np.unique(elec['fold']):
+        rows = elec['fold'] == k
+        held = elec['index'][rows]
+        pool = elec['index'][~rows]
+        gaps = (data.band_gap[held], pred_gap[held])
+        truth = quantities(data.diel_elec[held], data.diel_ionic[held], *gaps)
+        std = propagated_std(elec['std'][rows], ionic['std'][rows], *gaps)
+        per_fold['ensemble'].append(
+            score(truth, quantities(elec['mean'][rows], ionic['mean'][rows], *gaps), std)
+        )
+        inner = splits.train_val_test([data.formulas[i] for i in pool], splits.SEED + int(k), (0.9, 0.1, 0.0))
+        for key, pred in baseline_predictions(data, pool[inner.train], pool[inner.val], held).items():
+            per_fold[key].append(score(truth, quantities(pred['diel_elec'], pred['diel_ionic'], *gaps)))
+    summary = {}
+    for model, folds in per_fold.items():
+        summary[model] = {
+            quantity: {
+                metric: (
+                    float(np.mean([f[quantity][metric] for f in folds])),
+                    float(np.std([f[quantity][metric] for f in folds])),
+                )
+                for metric in folds[0][quantity]
+            }
+            for quantity in QUANTITIES
+        }
+    return {'folds': len(per_fold['ensemble']), 'summary': summary}
+
+
+def _fmt(value, digits=2) -> str:
+    if isinstance(value, tuple | list):
+        return f'{value[0]:.{digits}f} ± {value[1]:.{digits}f}'
+    return f'{value:.{digits}f}'
+
+
+def markdown_tables(results: dict, model_name: str = 'MEGNet ensemble') -> str:
+    """The metric tables of :func:`evaluate` as Markdown."""
+    names = {'ensemble': model_name, 'ridge': 'composition ridge', 'mean': 'dummy (train mean)'}
+    lines = [f'### Test split ({results["test"]["size"]} materials)', '']
+    header = '| quantity | model | MAE | RMSE | R² | Spearman ρ | top-10 % precision |'
+    lines += [header, '| --- | --- | --- | --- | --- | --- | --- |']
+    for quantity in QUANTITIES:
+        for model in ('ensemble', 'ridge', 'mean'):
+            m = results['test'][model][quantity]
+            top = _fmt(m['top10_precision']) if 'top10_precision' in m else ''
+            lines.append(
+                f'| {LABELS[quantity]} | {names[model]} | {_fmt(m["mae"])} | {_fmt(m["rmse"])} | '
+                f'{_fmt(m["r2"])} | {_fmt(m["spearman"])} | {top} |'
+            )
+    lines += [
+        '',
+        '### Ensemble calibration on the test split',
+        '',
+        '| quantity | within ±1σ | within ±2σ |',
+        '| --- | --- | --- |',
+    ]
+    for quantity in QUANTITIES:
+        m = results['test']['ensemble'][quantity]
+        lines.append(f'| {LABELS[quantity]} | {_fmt(m["within_1sigma"])} | {_fmt(m["within_2sigma"])} |')
+    lines += ['', '(A Gaussian error with the predicted σ would give 0.68 and 0.95.)', '']
+    g = results['gap']
+    lines += [
+        f'Band gap (MEGNet, PBE fidelity) on the test split: MAE {_fmt(g["mae"])} eV, '
+        f'R² {_fmt(g["r2"])}, Spearman ρ {_fmt(g["spearman"])}.',
+        '',
+    ]
+    if 'cv' in results:
+        cv = results['cv']
+        lines += [
+            f'### {cv["folds"]}-fold cross-validation over train+val (mean ± std over folds)',
+            '',
+            '| quantity | model | MAE | R² | Spearman ρ | top-10 % precision | within ±1σ |',
+            '| --- | --- | --- | --- | --- | --- | --- |',
+        ]
+        for quantity in QUANTITIES:
+            for model in ('ensemble', 'ridge', 'mean'):
+                m = cv['summary'][model][quantity]
+                top = _fmt(m['top10_precision']) if 'top10_precision' in m else ''
+                sigma = _fmt(m['within_1sigma']) if 'within_1sigma' in m else ''
+                lines.append(
+                    f'| {LABELS[quantity]} | {names[model]} | {_fmt(m["mae"])} | {_fmt(m["r2"])} | '
+                    f'{_fmt(m["spearman"])} | {top} | {sigma} |'
+                )
+        lines.append('')
+    return '\n'.join(lines)

@@ -1,0 +1,140 @@
+"""Train ε ensembles on a :class:`~.dataset.Dataset` with the fixed split, and cross-validate them.
+
+Targets are learnt in log space (:data:`.transforms.DEFAULT_TRANSFORM`); members differ in their seed
+(data order and read-out initialisation). The returned ensemble carries its model card: data, split,
+hyper-parameters, per-member training history and test metrics in the original space.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from aiida_dielectrics.ml import evaluation, splits, transforms
+from aiida_dielectrics.ml.dataset import Dataset
+from aiida_dielectrics.ml.ensemble import Ensemble, member_class
+
+
+def ids_sha256(material_ids) -> str:
+    return hashlib.sha256('\n'.join(sorted(material_ids)).encode()).hexdigest()
+
+
+def fit_members(
+    data: Dataset,
+    target: str,
+    train_idx,
+    val_idx,
+    architecture: str = 'megnet',
+    members: int = 5,
+    seed: int = splits.SEED,
+    hyperparameters: dict | None = None,
+    progress: Callable[[str], None] = print,
+) -> tuple[Ensemble, list[dict]]:
+    """Fit ``members`` members on ``train_idx`` (``val_idx`` for early model selection)."""
+    transform = transforms.DEFAULT_TRANSFORM[target]
+    y = transforms.transform(transform, data.target(target))
+    kind = member_class(architecture)
+    train_s = [data.structures[i] for i in train_idx]
+    val = ([data.structures[i] for i in val_idx], y[val_idx]) if len(val_idx) else None
+    fitted, histories = [], []
+    for k in range(members):
+        start = time.perf_counter()
+        member = kind(**(hyperparameters or {}))
+        history = member.fit(train_s, y[train_idx], val=val, seed=seed + k)
+        history['seconds'] = round(time.perf_counter() - start, 1)
+        progress(f'{target}: member {k + 1}/{members} trained in {history["seconds"]} s ({history})')
+        fitted.append(member)
+        histories.append(history)
+    return Ensemble(fitted, target, transform, architecture), histories
+
+
+def train_ensemble(
+    data: Dataset,
+    target: str,
+    architecture: str = 'megnet',
+    members: int = 5,
+    seed: int = splits.SEED,
+    fractions=splits.FRACTIONS,
+    hyperparameters: dict | None = None,
+    source: str = 'petousis2017',
+    progress: Callable[[str], None] = print,
+) -> Ensemble:
+    """Train an ensemble on the train part of the seeded split and write its model card."""
+    if members < 1:
+        raise ValueError('an ensemble needs at least one member')
+    split = splits.train_val_test(data.formulas, seed, fractions)
+    progress(f'{target}: {len(split.train)} train / {len(split.val)} val / {len(split.test)} test materials')
+    ensemble, histories = fit_members(
+        data, target, split.train, split.val, architecture, members, seed, hyperparameters, progress
+    )
+    test = data.subset(split.test)
+    mean, std = ensemble.predict(test.structures)
+    ensemble.card.update(
+        {
+            'data': {'source': source, 'entries': len(data), 'ids_sha256': ids_sha256(data.material_ids)},
+            'split': {
+                'seed': seed,
+                'fractions': list(fractions),
+                'grouped_by': 'reduced_formula',
+                'sizes': {'train': len(split.train), 'val': len(split.val), 'test': len(split.test)},
+                'sha256': splits.split_hash(data.material_ids, split),
+                'test_ids': sorted(test.material_ids),
+            },
+            'hyperparameters': {'members': members, 'seed': seed, **kind_hyperparameters(ensemble)},
+            'training': histories,
+            'metrics': {
+                'test': {
+                    **evaluation.regression_metrics(test.target(target), mean),
+                    **evaluation.calibration(test.target(target), mean, std),
+                }
+            },
+        }
+    )
+    return ensemble
+
+
+def kind_hyperparameters(ensemble: Ensemble) -> dict:
+    member = ensemble.members[0]
+    return dict(getattr(member, 'hyperparameters', {}))
+
+
+def cross_validate(
+    data: Dataset,
+    target: str,
+    architecture: str = 'megnet',
+    folds: int = splits.FOLDS,
+    members: int = 1,
+    seed: int = splits.SEED,
+    fractions=splits.FRACTIONS,
+    hyperparameters: dict | None = None,
+    progress: Callable[[str], None] = print,
+) -> dict[str, np.ndarray]:
+    """Out-of-fold predictions over train+val (the test part is never touched).
+
+    Returns ``index``, ``fold``, ``mean`` and ``std`` arrays aligned with each other. Each fold keeps
+    10 % of its training groups for model selection.
+    """
+    split = splits.train_val_test(data.formulas, seed, fractions)
+    pool = np.concatenate([split.train, split.val])
+    out = {'index': [], 'fold': [], 'mean': [], 'std': []}
+    for k, (rest, held) in enumerate(splits.kfold(data.formulas, pool, folds, seed)):
+        inner = splits.train_val_test([data.formulas[i] for i in rest], seed + k, (0.9, 0.1, 0.0))
+        progress(f'{target}: CV fold {k + 1}/{folds} ({len(rest)} train, {len(held)} held out)')
+        ensemble, _ = fit_members(
+            data,
+            target,
+            rest[inner.train],
+            rest[inner.val],
+            architecture,
+            members,
+            seed + 100 * k,
+            hyperparameters,
+            progress,
+        )
+        mean, std = ensemble.predict([data.structures[i] for i in held])
+        for key, value in (('index', held), ('fold', np.full(len(held), k)), ('mean', mean), ('std', std)):
+            out[key].append(value)
+    return {key: np.concatenate(value) for key, value in out.items()}

@@ -1,0 +1,114 @@
+"""Training as an AiiDA process: data nodes in, a ``dielectrics.model`` node out.
+
+:func:`train_model` is a calcfunction, so the model node's provenance reaches back to every structure
+and dielectric node it was trained on (and through them to the imported CSV or the DFPT calculations).
+Inputs come in two namespaces with the same keys, ``structures.<key>`` and ``dielectrics.<key>``, as the
+importer creates them.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import tempfile
+
+from aiida.common.links import LinkType
+from aiida.engine import calcfunction
+from aiida.orm import Dict, Group, Int, QueryBuilder, Str, StructureData
+
+from aiida_dielectrics.data.dielectric import DielectricData
+from aiida_dielectrics.data.model import ModelData
+
+
+def dataset_from_nodes(structures: dict, dielectrics: dict):
+    """A :class:`~.ml.dataset.Dataset` from ``{key: StructureData}`` and ``{key: DielectricData}``."""
+    from aiida_dielectrics.ml.dataset import Dataset, clip_ionic
+
+    if set(structures) != set(dielectrics):
+        raise ValueError('structures and dielectrics must have the same keys')
+    keys = sorted(structures)
+    nodes = [dielectrics[key] for key in keys]
+    return Dataset(
+        material_ids=[
+            node.base.attributes.get('source_id', key) for key, node in zip(keys, nodes, strict=True)
+        ],
+        structures=[structures[key].get_pymatgen() for key in keys],
+        diel_elec=[node.diel_elec for node in nodes],
+        diel_ionic=clip_ionic([node.diel_ionic for node in nodes]),
+        band_gap=[node.band_gap for node in nodes],
+    )
+
+
+@calcfunction
+def train_model(
+    target: Str, architecture: Str, members: Int, seed: Int, hyperparameters: Dict, **data
+) -> ModelData:
+    """Train an ε ensemble on ``data['structures']``/``data['dielectrics']`` and return it as a model node."""
+    from aiida_dielectrics.ml import training
+
+    dataset = dataset_from_nodes(data['structures'], data['dielectrics'])
+    ensemble = training.train_ensemble(
+        dataset,
+        target.value,
+        architecture.value,
+        members.value,
+        seed.value,
+        hyperparameters=hyperparameters.get_dict(),
+    )
+    with tempfile.TemporaryDirectory() as folder:
+        ensemble.save(folder)
+        card = ensemble.card
+        split = {key: value for key, value in card['split'].items() if key != 'test_ids'}
+        return ModelData(
+            folder=folder,
+            target=card['target'],
+            architecture=card['architecture'],
+            metrics=card['metrics'],
+            hyperparameters={**card['hyperparameters'], 'transform': card['transform'], 'split': split},
+        )
+
+
+def group_inputs(label: str, limit: int | None = None) -> tuple[dict, dict]:
+    """The paired structure and dielectric nodes of a group, keyed as their importer's output labels."""
+    group = Group.collection.get(label=label)
+    query = QueryBuilder().append(Group, filters={'id': group.pk}, tag='group')
+    query.append(DielectricData, with_group='group', project='*')
+    members = {node.uuid for node in group.nodes}
+    structures, dielectrics = {}, {}
+    for (dielectric,) in query.iterall():
+        creator = dielectric.creator
+        if creator is None:
+            continue
+        key = (
+            dielectric.base.links.get_incoming(link_type=LinkType.CREATE).one().link_label.split('__', 1)[-1]
+        )
+        for link in creator.base.links.get_outgoing(
+            link_type=LinkType.CREATE, link_label_filter=f'%{key}'
+        ).all():
+            if isinstance(link.node, StructureData) and link.node.uuid in members:
+                structures[key], dielectrics[key] = link.node, dielectric
+                break
+        if limit and len(dielectrics) >= limit:
+            break
+    if not dielectrics:
+        raise ValueError(f'group {label} holds no dielectric data with their structures')
+    return structures, dielectrics
+
+
+def run_training(
+    group, target, architecture, members, seed, hyperparameters, output=None, limit=None, progress=print
+):
+    """Run :func:`train_model` on a group's nodes; optionally also export the ensemble to ``output``."""
+    structures, dielectrics = group_inputs(group, limit)
+    progress(f'training {target} on {len(dielectrics)} materials of group {group}')
+    node = train_model(
+        target=Str(target),
+        architecture=Str(architecture),
+        members=Int(members),
+        seed=Int(seed),
+        hyperparameters=Dict(hyperparameters),
+        structures=structures,
+        dielectrics=dielectrics,
+    )
+    if output:
+        node.export_to(pathlib.Path(output))
+    return node
