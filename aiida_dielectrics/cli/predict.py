@@ -1,0 +1,183 @@
+"""``aiida-dielectrics predict``: screen structure files with the ML models, into a CSV (and the database)."""
+
+from __future__ import annotations
+
+import pathlib
+
+import click
+
+from aiida_dielectrics.cli import cli
+from aiida_dielectrics.cli.utils import load_profile
+
+
+def expand(paths) -> list[pathlib.Path]:
+    """Files as given and every file inside given directories (recursively, sorted, hidden ones skipped)."""
+    files = []
+    for path in map(pathlib.Path, paths):
+        if path.is_dir():
+            files.extend(
+                sorted(
+                    p
+                    for p in path.rglob('*')
+                    if p.is_file() and not any(part.startswith('.') for part in p.relative_to(path).parts)
+                )
+            )
+        else:
+            files.append(path)
+    return files
+
+
+def read_structure(path: pathlib.Path):
+    """``(structure, None)`` or ``(None, reason)`` for a file pymatgen cannot read as one structure."""
+    import warnings
+
+    from pymatgen.core import Structure
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore')
+            structure = Structure.from_file(path)
+    except Exception as exception:  # pymatgen raises many types for unreadable files
+        message = str(exception).splitlines()[0] if str(exception) else type(exception).__name__
+        return None, f'unreadable: {message}'
+    if len(structure) == 0:
+        return None, 'unreadable: no atoms'
+    return structure, None
+
+
+@cli.command('predict')
+@click.argument('paths', nargs=-1, required=True, type=click.Path(exists=True), metavar='FILE_OR_DIR...')
+@click.option(
+    '-o',
+    '--output',
+    type=click.Path(dir_okay=False, writable=True),
+    default='predictions.csv',
+    show_default=True,
+    help='CSV file to write, one row per input file.',
+)
+@click.option(
+    '--model-dir',
+    type=click.Path(exists=True, file_okay=False),
+    envvar='AIIDA_DIELECTRICS_MODEL_DIR',
+    help='Folder with the models by name (env: AIIDA_DIELECTRICS_MODEL_DIR); names not found there '
+    'come from the package (ε ensembles) or Hugging Face (MEGNet).',
+)
+@click.option(
+    '--e-form', metavar='NAME_OR_DIR', help='Formation-energy model (default MEGNet-MP-2018.6.1-Eform).'
+)
+@click.option(
+    '--band-gap', metavar='NAME_OR_DIR', help='Band-gap model (default MEGNet-MP-2019.4.1-BandGap-mfi, PBE).'
+)
+@click.option('--diel-elec', metavar='NAME_OR_DIR', help='ε_electronic ensemble (default: the shipped one).')
+@click.option('--diel-ionic', metavar='NAME_OR_DIR', help='ε_ionic ensemble (default: the shipped one).')
+@click.option('--batch-size', type=click.IntRange(1), default=64, show_default=True)
+@click.option('--threads', type=click.IntRange(1), help='torch CPU threads (default: torch decides).')
+@click.option(
+    '--store',
+    is_flag=True,
+    help='Also store structures and predictions in the AiiDA profile, linked to the model nodes.',
+)
+@click.pass_context
+def predict(
+    ctx, paths, output, model_dir, e_form, band_gap, diel_elec, diel_ionic, batch_size, threads, store
+):
+    """Predict E_form, E_hull, band gap, ε and the figure of merit Φ for structure files.
+
+    FILE_OR_DIR: any files pymatgen reads (CIF, POSCAR/CONTCAR, vasprun.xml, …); directories are
+    searched recursively. A file that cannot be predicted gets its reason in the `reason` column and
+    empty values; the command fails only if nothing could be predicted. E_hull is taken against the
+    predictions themselves (elements at 0 eV/atom).
+
+    \b
+    aiida-dielectrics predict candidates/ -o predictions.csv --model-dir ~/models
+    """
+    import pandas as pd
+    import torch
+
+    from aiida_dielectrics.ml import inference, loading
+
+    if threads:
+        torch.set_num_threads(threads)
+    names = {
+        target: value
+        for target, value in (
+            ('e_form', e_form),
+            ('band_gap', band_gap),
+            ('diel_elec', diel_elec),
+            ('diel_ionic', diel_ionic),
+        )
+        if value
+    }
+    try:
+        model_sets = loading.load_predictors(model_dir, names)
+    except (FileNotFoundError, ValueError, RuntimeError) as exception:
+        raise click.ClickException(
+            f'cannot load a model ({exception}); point --model-dir or AIIDA_DIELECTRICS_MODEL_DIR at a '
+            'folder of models'
+        ) from exception
+    for target in ('diel_elec', 'diel_ionic'):
+        if target not in model_sets:
+            click.echo(f'Warning: no {target} ensemble found; its columns stay empty', err=True)
+
+    files = expand(paths)
+    if not files:
+        raise click.ClickException('no files found in the given directories')
+    read = [read_structure(path) for path in files]
+    readable = [i for i, (structure, _) in enumerate(read) if structure is not None]
+    structures = [read[i][0] for i in readable]
+
+    if not structures:
+        table = pd.DataFrame(columns=inference.COLUMNS)
+    elif store:
+        table = stored_table(ctx, structures, model_sets, batch_size)
+    else:
+        table = inference.predict(structures, model_sets, batch_size=batch_size, progress=True)
+    table.index = readable
+    table = table.reindex(range(len(files))).astype({'reason': object})
+    for i, (_, reason) in enumerate(read):
+        if reason is not None:
+            table.loc[i, 'reason'] = reason
+    table.insert(0, 'file', [str(path) for path in files])
+    table.to_csv(output, index=False)
+
+    failed = table['reason'].notna()
+    click.echo(f'{int((~failed).sum())} of {len(files)} structures predicted -> {output}', err=True)
+    for row in table[failed].itertuples():
+        click.echo(f'  skipped {row.file}: {row.reason}', err=True)
+    if failed.all():
+        raise click.ClickException('nothing could be predicted')
+
+
+def stored_table(ctx, structures, model_sets, batch_size: int):
+    """Predict through the AiiDA process and read the table back from the stored prediction nodes."""
+    import pandas as pd
+    from aiida.orm import StructureData
+
+    from aiida_dielectrics import predictors
+    from aiida_dielectrics.ml import inference
+
+    load_profile(ctx)
+    missing = [target for target in predictors.REQUIRED_MODELS if target not in model_sets]
+    local = {target: pathlib.Path(s.source) for target, s in model_sets.items()}
+    remote = [target for target, path in local.items() if not path.is_dir()]
+    if missing or remote:
+        raise click.ClickException(
+            f'--store needs local model folders for {", ".join(missing + remote)} (see --model-dir)'
+        )
+    models = {
+        target: predictors.model_node(target, path, model_sets[target].architecture)
+        for target, path in local.items()
+    }
+    keys = [f's{i}' for i in range(len(structures))]
+    nodes = {key: StructureData(pymatgen=structure) for key, structure in zip(keys, structures, strict=True)}
+    outputs, process = predictors.run_prediction(nodes, models, batch_size)
+    click.echo(f'stored {len(outputs["predictions"])} predictions from process <{process.pk}>', err=True)
+    rows = []
+    skipped = outputs['report'].get_dict()['skipped']
+    for key, structure in zip(keys, structures, strict=True):
+        node = outputs['predictions'].get(key)
+        if node is None:
+            rows.append({'formula': structure.composition.reduced_formula, 'reason': skipped.get(key)})
+        else:
+            rows.append({column: node.base.attributes.get(column) for column in inference.COLUMNS})
+    return pd.DataFrame(rows, columns=inference.COLUMNS)

@@ -1,0 +1,177 @@
+"""Find and load the screening models: pretrained matgl MEGNets and the ε ensembles trained here.
+
+A model is named either by a path, or by a name looked up first in a *model folder* (``--model-dir`` or
+``$AIIDA_DIELECTRICS_MODEL_DIR``), then among the models shipped inside the package, and last handed to
+matgl, which fetches it from Hugging Face. Nothing reads the project's ``shared/`` folder implicitly:
+tests and CI point the model folder at it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import pathlib
+
+import numpy as np
+import torch
+
+#: Environment variable naming a folder of local models (one sub-folder per model name).
+MODEL_DIR_ENV = 'AIIDA_DIELECTRICS_MODEL_DIR'
+#: Models shipped with the package (the default ε ensembles), one sub-folder per name.
+PACKAGED_MODELS = pathlib.Path(__file__).parents[1] / 'models'
+#: An ensemble folder holds this card next to its ``member_<i>/`` folders.
+CARD = 'model_card.json'
+
+#: Default model name per predicted quantity.
+DEFAULT_MODELS = {
+    'e_form': 'MEGNet-MP-2018.6.1-Eform',
+    'band_gap': 'MEGNet-MP-2019.4.1-BandGap-mfi',
+    'diel_elec': 'diel_elec',
+    'diel_ionic': 'diel_ionic',
+}
+#: State attribute of the multi-fidelity band-gap MEGNet (and of models fine-tuned from it): 0 = PBE.
+PBE_FIDELITY = 0
+
+
+def allow_matgl_pickles():
+    """matgl ≥ 4 loads weights with ``weights_only=True``; its pretrained MEGNets pickle a Normalizer."""
+    from matgl.data.transformer import LogTransformer, Normalizer
+
+    torch.serialization.add_safe_globals([Normalizer, LogTransformer])
+
+
+def model_dir(explicit: str | os.PathLike | None = None) -> pathlib.Path | None:
+    """The local model folder: ``explicit`` if given, else ``$AIIDA_DIELECTRICS_MODEL_DIR``, else none."""
+    value = explicit or os.environ.get(MODEL_DIR_ENV)
+    return pathlib.Path(value).expanduser() if value else None
+
+
+def resolve(name: str | os.PathLike, directory: str | os.PathLike | None = None) -> pathlib.Path | str:
+    """A local folder for ``name`` if there is one, else ``name`` itself (a Hugging Face model name)."""
+    path = pathlib.Path(name).expanduser()
+    if path.is_dir():
+        return path
+    if path.is_absolute() or str(name).startswith(('.', '~')):
+        raise FileNotFoundError(f'no model folder {path}')
+    for base in (model_dir(directory), PACKAGED_MODELS):
+        if base is not None and (base / str(name)).is_dir():
+            return base / str(name)
+    return str(name)
+
+
+def load_matgl(name: str | os.PathLike):
+    """A matgl model from a local folder or a Hugging Face name, in evaluation mode."""
+    import matgl
+
+    allow_matgl_pickles()
+    model = matgl.load_model(str(name))
+    model.eval()
+    return model
+
+
+@dataclasses.dataclass
+class GraphMember:
+    """One matgl graph model and the state attribute it is called with.
+
+    ``state`` is ``[PBE_FIDELITY]`` for models with a fidelity embedding (the band-gap MEGNet and the ε
+    members fine-tuned from it) and ``None`` for the others (matgl then uses the converter's default).
+    """
+
+    model: torch.nn.Module
+
+    @property
+    def megnet(self):
+        return getattr(self.model, 'model', self.model)
+
+    @property
+    def cutoff(self) -> float:
+        return float(self.megnet.cutoff)
+
+    @property
+    def element_types(self) -> tuple[str, ...]:
+        return tuple(self.megnet.element_types)
+
+    @property
+    def state(self) -> torch.Tensor | None:
+        embedding = getattr(self.megnet, 'embedding', None)
+        if getattr(embedding, 'ntypes_state', None):
+            return torch.tensor([PBE_FIDELITY], dtype=torch.long)
+        return None
+
+
+@dataclasses.dataclass
+class ModelSet:
+    """The models predicting one quantity: one model, or an ensemble whose σ is the member spread.
+
+    ``members`` are :class:`GraphMember` (batched together through shared crystal graphs) or, for
+    architectures that do not work on crystal graphs (e.g. Wren), objects with ``predict(structures)``.
+    ``transform`` names the target transform (:func:`.transforms.inverse_transform`) that maps member
+    outputs back to the quantity itself; mean and σ are taken after it.
+    """
+
+    target: str
+    members: list
+    transform: str = 'identity'
+    architecture: str = 'megnet'
+    source: str = ''
+
+    @property
+    def is_graph(self) -> bool:
+        return all(isinstance(member, GraphMember) for member in self.members)
+
+    def combine(self, outputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and σ over members (rows of ``outputs``) in the original space."""
+        from aiida_dielectrics.ml.transforms import inverse_transform
+
+        values = inverse_transform(self.transform, outputs)
+        return values.mean(axis=0), values.std(axis=0)
+
+
+def load_model_set(
+    target: str, name: str | os.PathLike, directory: str | os.PathLike | None = None
+) -> ModelSet:
+    """Load a single matgl model or an ensemble folder (``model_card.json`` + ``member_<i>/``)."""
+    location = resolve(name, directory)
+    if isinstance(location, pathlib.Path) and (location / CARD).is_file():
+        card = json.loads((location / CARD).read_text())
+        architecture = card.get('architecture', 'megnet')
+        folders = [location / f'member_{i}' for i in range(int(card['members']))]
+        if architecture == 'megnet':
+            members = [GraphMember(load_matgl(folder)) for folder in folders]
+        else:
+            # Non-graph architectures bring their own member class with ``predict(structures)``.
+            from aiida_dielectrics.ml.ensemble import member_class
+
+            members = [member_class(architecture).load(folder) for folder in folders]
+        return ModelSet(target, members, card.get('transform', 'identity'), architecture, str(location))
+    if (
+        isinstance(location, str)
+        and target in ('diel_elec', 'diel_ionic')
+        and location == DEFAULT_MODELS[target]
+    ):
+        raise FileNotFoundError(
+            f'no {target} ensemble named {location!r} in the model folder ({MODEL_DIR_ENV}) or the package'
+        )
+    return ModelSet(target, [GraphMember(load_matgl(location))], source=str(location))
+
+
+def load_predictors(
+    directory: str | os.PathLike | None = None,
+    names: dict | None = None,
+    optional=('diel_elec', 'diel_ionic'),
+) -> dict[str, ModelSet]:
+    """The model sets for every quantity (defaults from :data:`DEFAULT_MODELS`, overridden by ``names``).
+
+    Quantities in ``optional`` whose default model cannot be found are left out (their columns stay
+    empty) instead of failing: until an ε ensemble is installed, E_form and the gap are still useful.
+    """
+    names = {**DEFAULT_MODELS, **(names or {})}
+    sets = {}
+    for target, name in names.items():
+        try:
+            sets[target] = load_model_set(target, name, directory)
+        except FileNotFoundError:
+            if target not in optional or name != DEFAULT_MODELS[target]:
+                raise
+    return sets

@@ -1,0 +1,113 @@
+"""Prediction as an AiiDA process: structure and model nodes in, one ``dielectrics.prediction`` per structure.
+
+:func:`predict_structures` is one calcfunction over a whole batch, so every prediction links (through
+the process) to its structure and to the model nodes that made it, at the cost of one process node per
+batch rather than per structure; :func:`run_prediction` runs it in one database transaction. The work
+itself is :func:`aiida_dielectrics.ml.inference.predict`, which needs no profile.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import tempfile
+
+from aiida.engine import calcfunction
+from aiida.manage import get_manager
+from aiida.orm import Dict, QueryBuilder
+
+from aiida_dielectrics.data.model import ModelData, tree_sha256
+from aiida_dielectrics.data.prediction import PredictionData
+
+#: Model inputs: ``models.<target>``; E_form (and with it the hull energy) is optional.
+REQUIRED_MODELS = ('band_gap', 'diel_elec', 'diel_ionic')
+
+#: Loaded model sets by model node UUID: the files of a stored node never change, so a second batch
+#: with the same models skips exporting and loading them again.
+_LOADED: dict[str, object] = {}
+
+
+def load_model_node(node: ModelData):
+    """The :class:`~.ml.loading.ModelSet` of a stored model node (exported once, then cached)."""
+    from aiida_dielectrics.ml.loading import load_model_set
+
+    if node.uuid not in _LOADED:
+        with tempfile.TemporaryDirectory() as folder:
+            _LOADED[node.uuid] = load_model_set(node.target, node.export_to(pathlib.Path(folder) / 'model'))
+    return _LOADED[node.uuid]
+
+
+@calcfunction
+def predict_structures(**inputs) -> dict:
+    """Predict ``structures.<key>`` with ``models.<target>``; outputs ``predictions.<key>`` and ``report``.
+
+    Structures that cannot be predicted are listed with their reason in ``report['skipped']``; the
+    hull energy is taken over this batch (a self-consistent ML hull, see :mod:`.ml.hull`).
+    """
+    from aiida_dielectrics.ml.inference import is_missing, predict
+
+    structures, models = inputs.get('structures', {}), inputs.get('models', {})
+    missing = [target for target in REQUIRED_MODELS if target not in models]
+    if missing:
+        raise ValueError(f'models.{", models.".join(missing)} missing')
+    keys = sorted(structures)
+    model_sets = {target: load_model_node(node) for target, node in models.items()}
+    parameters = inputs['parameters'].get_dict() if 'parameters' in inputs else {}
+    table = predict(
+        [structures[key].get_pymatgen() for key in keys],
+        model_sets,
+        batch_size=parameters.get('batch_size', 64),
+    )
+    predictions, skipped = {}, {}
+    for key, row in zip(keys, table.itertuples(index=False), strict=True):
+        if not is_missing(row.reason):
+            skipped[key] = row.reason
+            continue
+        values = {name: getattr(row, name) for name in PREDICTED}
+        predictions[key] = PredictionData(
+            formula=row.formula,
+            protostructure=None if is_missing(row.protostructure) else row.protostructure,
+            **{name: None if is_missing(value) else value for name, value in values.items()},
+        )
+    return {'predictions': predictions, 'report': Dict({'predicted': len(predictions), 'skipped': skipped})}
+
+
+#: The predicted attributes handed to :class:`PredictionData` (the rest it derives).
+PREDICTED = (
+    'band_gap',
+    'band_gap_std',
+    'diel_elec',
+    'diel_elec_std',
+    'diel_ionic',
+    'diel_ionic_std',
+    'e_form',
+    'e_form_std',
+    'e_above_hull',
+    'e_above_hull_std',
+)
+
+
+def run_prediction(structures: dict, models: dict, batch_size: int = 64):
+    """Run :func:`predict_structures` in one transaction (SQLite commits once, not once per node).
+
+    Returns ``(outputs, process_node)``.
+    """
+    with get_manager().get_profile_storage().transaction():
+        return predict_structures.run_get_node(
+            structures=structures, models=models, parameters=Dict({'batch_size': batch_size})
+        )
+
+
+def model_node(target: str, folder, architecture: str = 'megnet') -> ModelData:
+    """The stored model node with the files in ``folder``, created (and stored) on first use.
+
+    Reusing the node keeps every prediction made with the same files linked to one model node.
+    """
+    folder = pathlib.Path(folder)
+    sha256 = tree_sha256(folder)
+    query = QueryBuilder().append(
+        ModelData, filters={'attributes.sha256': sha256, 'attributes.target': target}, project='*'
+    )
+    existing = query.first(flat=True)
+    if existing is not None:
+        return existing
+    return ModelData(folder=folder, target=target, architecture=architecture).store()
