@@ -86,6 +86,8 @@ def dielectric_from_ph(
     volume = structure.get_cell_volume() * ANGSTROM_TO_BOHR**3
     result = phonons.gamma_dielectric(dyn.force_constants.real, dyn.masses, dyn.born_charges, volume)
     gap = band_gap(scf_bands, scf_parameters['number_of_electrons'])
+    if gap is None:
+        raise ValueError('the scf bands hold no empty band, so they give no band gap')
     dielectric = DielectricData(
         epsilon_electronic=dyn.epsilon_electronic,
         epsilon_ionic=result.epsilon_ionic,
