@@ -10,6 +10,13 @@ if ! command -v pw.x >/dev/null || ! command -v ph.x >/dev/null; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq quantum-espresso >/dev/null
 fi
 
+# Headless Chromium renders the Pareto-front HTML in tests/test_plot.py.
+if ! command -v chromium >/dev/null; then
+    SUDO=$([ "$(id -u)" = 0 ] && echo "" || echo "sudo")
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
+fi
+
 PIP="python -m pip install -q --disable-pip-version-check --root-user-action=ignore"
 # The CPU build of torch first: an unpinned torch (e.g. pulled in by matgl) would be a multi-GB CUDA build.
 $PIP torch==2.13.0
