@@ -21,4 +21,4 @@ def cli(ctx, profile_name):
 
 
 # Command modules register themselves on ``cli`` when imported.
-from aiida_dielectrics.cli import data, dfpt, plot, predict, setup, train  # noqa: E402, F401
+from aiida_dielectrics.cli import data, dfpt, export, plot, predict, setup, train  # noqa: E402, F401
