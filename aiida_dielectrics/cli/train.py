@@ -12,14 +12,14 @@ import numpy as np
 from aiida_dielectrics.cli import cli
 from aiida_dielectrics.cli.utils import load_profile
 
-#: Environment variable naming a folder of matgl models (e.g. ``../shared/models/matgl``) used for
-#: ``--pretrained`` / ``--gap-model`` names that are not paths.
-MODELS_ENV = 'AIIDA_DIELECTRICS_MATGL_MODELS'
+#: Environment variable naming a folder of local models (e.g. ``../shared/models/matgl``), one sub-folder per
+#: name, used for ``--pretrained`` / ``--gap-model`` names that are not paths (the same as for prediction).
+MODELS_ENV = 'AIIDA_DIELECTRICS_MODEL_DIR'
 PRETRAINED = 'MEGNet-MP-2019.4.1-BandGap-mfi'
 
 
 def resolve_model(name: str) -> str:
-    """A folder path as is; a bare name inside ``$AIIDA_DIELECTRICS_MATGL_MODELS`` if set there, else the name
+    """A folder path as is; a bare name inside ``$AIIDA_DIELECTRICS_MODEL_DIR`` if set there, else the name
     (matgl then fetches it from Hugging Face)."""
     if pathlib.Path(name).is_dir():
         return name
@@ -176,7 +176,7 @@ def evaluate(csv, models, gap_model, cv_folds, cv_members, cv_epochs, threads, o
     import torch
 
     from aiida_dielectrics.ml import dataset, evaluation, splits, training
-    from aiida_dielectrics.ml.ensemble import DEFAULT_MODELS, Ensemble, MEGNetMember, read_card
+    from aiida_dielectrics.ml.ensemble import DEFAULT_MODELS, Ensemble, MEGNetMember, json_safe, read_card
 
     torch.set_num_threads(threads)
     start = time.perf_counter()
@@ -244,7 +244,7 @@ def evaluate(csv, models, gap_model, cv_folds, cv_members, cv_epochs, threads, o
     pathlib.Path(output).parent.mkdir(parents=True, exist_ok=True)
     pathlib.Path(output).write_text(report)
     if json_path:
-        pathlib.Path(json_path).write_text(json.dumps(results, indent=1) + '\n')
+        pathlib.Path(json_path).write_text(json.dumps(json_safe(results), indent=1, allow_nan=False) + '\n')
     test = results['test']['ensemble']
     echo(
         f'wrote {output} in {seconds:.0f} s: test MAE ε_elec {test["diel_elec"]["mae"]:.2f}, '

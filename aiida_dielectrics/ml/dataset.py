@@ -7,6 +7,7 @@ passes the same fields to :class:`Dataset`), so training never depends on where 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import pathlib
 
 import numpy as np
@@ -45,8 +46,9 @@ class Dataset:
     def diel_total(self) -> np.ndarray:
         return self.diel_elec + self.diel_ionic
 
-    @property
+    @functools.cached_property
     def formulas(self) -> list[str]:
+        """Reduced formulas, the grouping key of the split (computed once: it is read per index)."""
         return [structure.composition.reduced_formula for structure in self.structures]
 
     def target(self, name: str) -> np.ndarray:

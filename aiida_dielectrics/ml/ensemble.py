@@ -284,7 +284,8 @@ class Ensemble:
             'members': len(self.members),
         }
         card['sha256'] = members_sha256(folder)
-        (folder / CARD).write_text(json.dumps(card, indent=2, sort_keys=True) + '\n')
+        card = json_safe(card)
+        (folder / CARD).write_text(json.dumps(card, indent=2, sort_keys=True, allow_nan=False) + '\n')
         self.card = card
         return folder
 
@@ -303,6 +304,18 @@ def members_sha256(folder) -> str:
 
     digest = [tree_sha256(path) for path in sorted(pathlib.Path(folder).glob('member_*'))]
     return hashlib.sha256(''.join(digest).encode()).hexdigest()
+
+
+def json_safe(value):
+    """``value`` with NaN/inf (e.g. Spearman ρ of a constant prediction) as ``None``: strict JSON, and
+    storable in AiiDA node attributes."""
+    if isinstance(value, dict):
+        return {key: json_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(item) for item in value]
+    if isinstance(value, float | np.floating):
+        return float(value) if np.isfinite(value) else None
+    return value
 
 
 def read_card(folder) -> dict:

@@ -248,9 +248,10 @@ def cross_validation_scores(data, cv: dict, pred_gap) -> dict:
 
 
 def _fmt(value, digits=2) -> str:
+    """A number, or mean ± std; undefined values (Spearman ρ of a constant prediction) as a dash."""
     if isinstance(value, tuple | list):
-        return f'{value[0]:.{digits}f} ± {value[1]:.{digits}f}'
-    return f'{value:.{digits}f}'
+        return '—' if np.isnan(value[0]) else f'{value[0]:.{digits}f} ± {value[1]:.{digits}f}'
+    return '—' if np.isnan(value) else f'{value:.{digits}f}'
 
 
 def markdown_tables(results: dict, model_name: str = 'MEGNet ensemble') -> str:
