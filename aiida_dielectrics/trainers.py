@@ -82,7 +82,7 @@ def group_inputs(label: str, limit: int | None = None) -> tuple[dict, dict]:
             dielectric.base.links.get_incoming(link_type=LinkType.CREATE).one().link_label.split('__', 1)[-1]
         )
         for link in creator.base.links.get_outgoing(
-            link_type=LinkType.CREATE, link_label_filter=f'%{key}'
+            link_type=LinkType.CREATE, link_label_filter=f'structures__{key}'
         ).all():
             if isinstance(link.node, StructureData) and link.node.uuid in members:
                 structures[key], dielectrics[key] = link.node, dielectric

@@ -118,42 +118,44 @@ def test_tiny_training_writes_a_card_and_round_trips(tiny, tmp_path):
     assert np.all(mean >= 1) and np.all(std > 0)
 
 
-def test_training_process_links_model_to_data(aiida_profile, data, pretrained):
+@pytest.fixture
+def small_csv(petousis_csv, tmp_path):
+    """The first 12 records of the Petousis CSV (with its comment line and header)."""
+    import csv
+
+    with open(petousis_csv, newline='', encoding='utf-8') as handle:
+        comment = handle.readline()
+        rows = list(csv.reader(handle))[:13]
+    path = tmp_path / 'small.csv'
+    with open(path, 'w', newline='', encoding='utf-8') as handle:
+        handle.write(comment)
+        csv.writer(handle).writerows(rows)
+    return path
+
+
+def test_training_process_links_model_to_imported_group(aiida_profile_clean, small_csv, pretrained, tmp_path):
     from aiida.common.links import LinkType
-    from aiida.orm import Dict, Int, Str, StructureData
+    from aiida.orm import Group
 
-    from aiida_dielectrics.data.dielectric import DielectricData
     from aiida_dielectrics.data.model import ModelData
-    from aiida_dielectrics.trainers import train_model
+    from aiida_dielectrics.importers import run_petousis2017_import
+    from aiida_dielectrics.trainers import run_training
 
-    structures, dielectrics = {}, {}
-    for i in range(12):
-        key = data.material_ids[i].replace('-', '_')
-        structures[key] = StructureData(pymatgen=data.structures[i]).store()
-        dielectrics[key] = DielectricData(
-            epsilon_electronic=np.eye(3) * data.diel_elec[i],
-            epsilon_ionic=np.eye(3) * data.diel_ionic[i],
-            band_gap=data.band_gap[i],
-            engine='imported',
-            source_id=data.material_ids[i],
-            structure=structures[key],
-        ).store()
-    model, node = train_model.run_get_node(
-        target=Str('diel_ionic'),
-        architecture=Str('megnet'),
-        members=Int(1),
-        seed=Int(1),
-        hyperparameters=Dict({'pretrained': pretrained, 'max_epochs': 1, 'batch_size': 8}),
-        structures=structures,
-        dielectrics=dielectrics,
+    run_petousis2017_import(small_csv, group_label='small')
+    hyperparameters = {'pretrained': pretrained, 'max_epochs': 1, 'batch_size': 8}
+    model = run_training(
+        'small', 'diel_ionic', 'megnet', 1, 1, hyperparameters, tmp_path / 'out', progress=print
     )
-    assert node.is_finished_ok and isinstance(model, ModelData)
+    assert isinstance(model, ModelData) and model.is_stored
     assert (
         model.target == 'diel_ionic' and model.members == 1 and model.hyperparameters['transform'] == 'log1p'
     )
-    assert model.base.links.get_incoming(link_type=LinkType.CREATE).one().node.pk == node.pk
-    inputs = {link.node.uuid for link in node.base.links.get_incoming(link_type=LinkType.INPUT_CALC).all()}
-    assert {n.uuid for n in [*structures.values(), *dielectrics.values()]} <= inputs
+    assert (tmp_path / 'out' / 'model_card.json').is_file()
+    process = model.base.links.get_incoming(link_type=LinkType.CREATE).one().node
+    assert process.is_finished_ok and process.process_label == 'train_model'
+    inputs = {link.node.uuid for link in process.base.links.get_incoming(link_type=LinkType.INPUT_CALC).all()}
+    assert {node.uuid for node in Group.collection.get(label='small').nodes} <= inputs
+    assert len(inputs) == 2 * 12 + 5  # structures, dielectrics and the five parameter nodes
 
 
 def test_shipped_ensembles_match_their_cards(data):
