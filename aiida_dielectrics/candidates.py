@@ -8,7 +8,7 @@ probability table: each seed is decorated with its most likely oxidation states,
 new species to the seed's species whose probability ∏ P(new_i | seed_i) exceeds ``threshold`` becomes a
 candidate, provided it is charge-balanced, keeps the species distinct and changes at least one of them —
 the same rule as pymatgen's ``Substitutor.pred_from_structures``, enumerated with pruning so that a
-ternary seed takes milliseconds instead of the ~20 s of ``SubstitutionPredictor.list_prediction``.
+ternary seed takes ~30 ms instead of the ~20 s of ``SubstitutionPredictor.list_prediction``.
 The substituted lattice is rescaled with pymatgen's ionic-radius volume predictor (``RLSVolumePredictor``)
 so that the ML models see a plausible density; DFPT relaxes it later anyway.
 """

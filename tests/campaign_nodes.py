@@ -100,7 +100,7 @@ def build_campaign(label: str = 'campaign') -> Group:
     return group
 
 
-def build_reference(petousis_csv, count: int = 80, label: str = 'reference') -> Group:
+def build_reference(petousis_csv, count: int = 40, label: str = 'reference') -> Group:
     """The first ``count`` Petousis entries as imported-style dielectric nodes (a quick background)."""
     rows = [row for row in itertools.islice(read_rows(petousis_csv), count) if isinstance(row, Row)]
     nodes = [

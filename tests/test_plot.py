@@ -36,7 +36,7 @@ def test_structure_rule_matches_predictions_to_dfpt_results(campaign):
     # Every result maps to the structure a prediction was made for, including the relaxed BaTiO3.
     assert set(results.values()) < set(predictions.values())
     background, predicted, computed = campaign_tables('campaign', 'reference')
-    assert len(background) == 80
+    assert len(background) == 40
     pairs = predicted.merge(computed, on='structure_uuid', suffixes=('_ml', '_dfpt'))
     assert sorted(pairs['formula_ml']) == sorted(pairs['formula_dfpt']) == ['BaTiO3', 'CaO', 'MgO']
 
@@ -45,7 +45,7 @@ def test_figure_has_points_fronts_arrows_and_iso_lines(campaign):
     background, predictions, results = campaign_tables('campaign', 'reference')
     figure = pareto_figure(background, predictions, results)
     traces = {trace.name: trace for trace in figure.data}
-    assert len(traces['DFPT reference data'].x) == 80
+    assert len(traces['DFPT reference data'].x) == 40
     assert len(traces['ML predictions'].x) == len(CAMPAIGN)
     assert len(traces['DFPT results (campaign)'].x) == 3
     assert len(figure.layout.annotations) == 3
@@ -120,5 +120,5 @@ def test_headless_chromium_draws_the_plot(campaign, tmp_path):
     traces = re.split(r'<g class="trace scatter', svg)[1:]
     assert len(traces) == 6
     markers = [len(re.findall(r'<path class="point\b', trace)) for trace in traces]
-    assert markers[1:4] == [80, len(CAMPAIGN), 3]
+    assert markers[1:4] == [40, len(CAMPAIGN), 3]
     assert len(re.findall(r'<g class="annotation-arrow-g"', svg)) == 3
