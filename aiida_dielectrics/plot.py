@@ -256,10 +256,13 @@ def campaign_tables(group: str, background: str | None = None) -> tuple[pd.DataF
     """``(background, predictions, results)`` tables of a campaign group and a reference group."""
     from aiida_dielectrics.data import DielectricData, PredictionData
 
-    tables = []
-    for node_class in (PredictionData, DielectricData):
-        table = node_table(node_class, group)
+    predictions, results = (node_table(node_class, group) for node_class in (PredictionData, DielectricData))
+    for table, node_class in ((predictions, PredictionData), (results, DielectricData)):
         table['structure_uuid'] = table['pk'].map(structure_uuids(node_class, group))
-        tables.append(table)
+    # DFPT results carry no protostructure: show the one of the prediction for the same structure.
+    labels = predictions.dropna(subset=['structure_uuid']).drop_duplicates('structure_uuid')
+    results['protostructure'] = results['structure_uuid'].map(
+        labels.set_index('structure_uuid')['protostructure']
+    )
     reference = node_table(DielectricData, background) if background else pd.DataFrame(columns=COLUMNS)
-    return reference, *tables
+    return reference, predictions, results

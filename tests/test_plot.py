@@ -39,6 +39,8 @@ def test_structure_rule_matches_predictions_to_dfpt_results(campaign):
     assert len(background) == 40
     pairs = predicted.merge(computed, on='structure_uuid', suffixes=('_ml', '_dfpt'))
     assert sorted(pairs['formula_ml']) == sorted(pairs['formula_dfpt']) == ['BaTiO3', 'CaO', 'MgO']
+    assert (pairs['protostructure_dfpt'] == pairs['protostructure_ml']).all()
+    assert sorted(computed['protostructure']) == ['proto-batio3', 'proto-cao', 'proto-mgo']
 
 
 def test_figure_has_points_fronts_arrows_and_iso_lines(campaign):
