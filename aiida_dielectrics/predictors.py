@@ -11,9 +11,10 @@ from __future__ import annotations
 import pathlib
 import tempfile
 
+from aiida.common.links import LinkType
 from aiida.engine import calcfunction
 from aiida.manage import get_manager
-from aiida.orm import Dict, QueryBuilder
+from aiida.orm import Dict, QueryBuilder, StructureData
 
 from aiida_dielectrics.data.model import ModelData, tree_sha256
 from aiida_dielectrics.data.prediction import PredictionData
@@ -56,6 +57,7 @@ def predict_structures(**inputs) -> dict:
         [structures[key].get_pymatgen() for key in keys],
         model_sets,
         batch_size=parameters.get('batch_size', 64),
+        labels=parameters.get('labels', True),
     )
     predictions, skipped = {}, {}
     for key, row in zip(keys, table.itertuples(index=False), strict=True):
@@ -86,15 +88,14 @@ PREDICTED = (
 )
 
 
-def run_prediction(structures: dict, models: dict, batch_size: int = 64):
+def run_prediction(structures: dict, models: dict, batch_size: int = 64, labels: bool = True):
     """Run :func:`predict_structures` in one transaction (SQLite commits once, not once per node).
 
-    Returns ``(outputs, process_node)``.
+    ``labels=False`` skips the protostructure labels. Returns ``(outputs, process_node)``.
     """
+    parameters = Dict({'batch_size': batch_size, 'labels': labels})
     with get_manager().get_profile_storage().transaction():
-        return predict_structures.run_get_node(
-            structures=structures, models=models, parameters=Dict({'batch_size': batch_size})
-        )
+        return predict_structures.run_get_node(structures=structures, models=models, parameters=parameters)
 
 
 def model_node(target: str, folder, architecture: str = 'megnet') -> ModelData:
@@ -102,7 +103,7 @@ def model_node(target: str, folder, architecture: str = 'megnet') -> ModelData:
 
     Reusing the node keeps every prediction made with the same files linked to one model node.
     """
-    folder = pathlib.Path(folder)
+    folder = pathlib.Path(folder).resolve()
     sha256 = tree_sha256(folder)
     query = QueryBuilder().append(
         ModelData, filters={'attributes.sha256': sha256, 'attributes.target': target}, project='*'
@@ -111,3 +112,10 @@ def model_node(target: str, folder, architecture: str = 'megnet') -> ModelData:
     if existing is not None:
         return existing
     return ModelData(folder=folder, target=target, architecture=architecture).store()
+
+
+def structure_of(prediction: PredictionData) -> StructureData:
+    """The structure a prediction was made for: the input of its process under the same key."""
+    link = prediction.base.links.get_incoming(link_type=LinkType.CREATE).one()
+    key = link.link_label.removeprefix('predictions__')
+    return link.node.base.links.get_incoming(link_label_filter=f'structures__{key}').one().node

@@ -175,6 +175,7 @@ def test_prediction_process_links_structures_and_models(aiida_profile, model_dir
         for link in process.base.links.get_incoming(link_type=LinkType.INPUT_CALC).all()
     }
     assert inputs['structures__good'] == structures['good'].pk
+    assert predictors.structure_of(prediction).pk == structures['good'].pk
     assert {inputs[f'models__{target}'] for target in models} == {node.pk for node in models.values()}
     expected = inference.predict([petousis_structures[0]], loading.load_predictors(model_dir))
     for name in ('e_form', 'band_gap', 'diel_elec_std', 'diel_ionic', 'fom_adj'):
