@@ -185,3 +185,37 @@ def test_cli_train_and_evaluate_refuse_bad_input(tmp_path):
         cli, ['evaluate', '--data', str(csv), '--models', str(tmp_path), '-o', 'r.md']
     )
     assert result.exit_code == 1 and 'no model_card.json' in result.output
+
+
+def test_cv_scores_compare_with_dft_phi_and_skip_calibration_without_spread(data):
+    split = splits.train_val_test(data.formulas)
+    folds = splits.kfold(data.formulas, np.concatenate([split.train, split.val]))
+    index = np.concatenate([held for _, held in folds])
+    fold = np.concatenate([np.full(len(held), k) for k, (_, held) in enumerate(folds)])
+    cv = {
+        target: {
+            'index': index,
+            'fold': fold,
+            'mean': data.target(target)[index],
+            'std': np.zeros(len(index)),
+        }
+        for target in dataset.TARGETS
+    }
+    summary = evaluation.cross_validation_scores(data, cv, data.band_gap * 0.5)['summary']['ensemble']
+    assert summary['fom_dft_gap']['mae'] == (0.0, 0.0) and summary['diel_total']['r2'][0] == pytest.approx(
+        1.0
+    )
+    assert summary['fom_pred_gap']['mae'][0] > 0 and 'within_1sigma' not in summary['diel_elec']
+
+
+def test_evaluate_reports_ensemble_and_baselines(tiny):
+    small, ensemble = tiny
+    split = splits.train_val_test(small.formulas)
+    results = evaluation.evaluate(small, {t: ensemble for t in dataset.TARGETS}, small.band_gap, split)
+    test = small.subset(split.test)
+    elec, _ = ensemble.predict(test.structures)
+    expected = np.mean(np.abs(2 * elec * test.band_gap - test.diel_total * test.band_gap))
+    assert results['test']['ensemble']['fom_dft_gap']['mae'] == pytest.approx(expected)
+    assert set(results['test']) == {'size', 'ensemble', 'ridge', 'mean'}
+    assert 'within_2sigma' in results['test']['ensemble']['diel_total']
+    assert '| Φ (DFT gap) | megnet ensemble |' in evaluation.markdown_tables(results, 'megnet ensemble')

@@ -191,6 +191,7 @@ def evaluate(data, ensembles: dict, pred_gap: np.ndarray, split, cv: dict | None
     :func:`.training.cross_validate` (optional).
     """
     test = split.test
+    # The truth is Φ with the DFT gap for both Φ columns; they differ in the gap the prediction uses.
     truth = quantities(data.diel_elec[test], data.diel_ionic[test], data.band_gap[test], data.band_gap[test])
     elec, elec_std = ensembles['diel_elec'].predict([data.structures[i] for i in test])
     ionic, ionic_std = ensembles['diel_ionic'].predict([data.structures[i] for i in test])
@@ -224,8 +225,10 @@ def cross_validation_scores(data, cv: dict, pred_gap) -> dict:
         held = elec['index'][rows]
         pool = elec['index'][~rows]
         gaps = (data.band_gap[held], pred_gap[held])
-        truth = quantities(data.diel_elec[held], data.diel_ionic[held], *gaps)
-        std = propagated_std(elec['std'][rows], ionic['std'][rows], *gaps)
+        truth = quantities(data.diel_elec[held], data.diel_ionic[held], gaps[0], gaps[0])
+        # One member per fold has σ = 0: no calibration to report then.
+        spread = np.any(elec['std'][rows] > 0) or np.any(ionic['std'][rows] > 0)
+        std = propagated_std(elec['std'][rows], ionic['std'][rows], *gaps) if spread else None
         per_fold['ensemble'].append(
             score(truth, quantities(elec['mean'][rows], ionic['mean'][rows], *gaps), std)
         )
