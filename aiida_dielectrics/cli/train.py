@@ -224,7 +224,8 @@ def evaluate(csv, models, gap_model, cv_folds, cv_members, cv_epochs, threads, o
         }
     results = evaluation.evaluate(data, ensembles, pred_gap, split, cv)
     seconds = time.perf_counter() - start
-    command = 'aiida-dielectrics evaluate ' + ' '.join(shlex.quote(arg) for arg in sys.argv[2:])
+    arguments = sys.argv[sys.argv.index('evaluate') + 1 :] if 'evaluate' in sys.argv else []
+    command = 'aiida-dielectrics evaluate ' + ' '.join(shlex.quote(arg) for arg in arguments)
     architecture = cards['diel_elec']['architecture']
     hp = cards['diel_elec']['hyperparameters']
     header = [
