@@ -78,3 +78,11 @@ def test_result_table(aiida_profile):
     assert 'dynamically stable True' in lines
     assert 'Mg 1.990 1.990 1.990' in lines
     assert lines[-1] == 'Γ phonon frequencies (cm⁻¹): 0.0 0.0 0.0 394.4 394.4 394.4'
+
+
+def test_vasp_engine_needs_its_code(aiida_profile, tmp_path):
+    path = tmp_path / 'POSCAR'
+    fcc_binary(['Mg', 'O'], 4.212).get_pymatgen_structure().to(filename=str(path), fmt='poscar')
+    result = invoke('dfpt', str(path), '--engine', 'vasp')
+    assert result.exit_code == 1
+    assert result.output.strip() == 'Error: --engine vasp needs --code-vasp (a code for the vasp.vasp plugin)'

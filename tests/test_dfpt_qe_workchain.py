@@ -107,6 +107,12 @@ def test_overlapping_atoms(qe):
     expect_early_exit(qe, structure, 'ERROR_INVALID_STRUCTURE', 'Å apart')
 
 
+def test_atom_too_close_to_its_own_image(qe):
+    structure = orm.StructureData(cell=[[0.3, 0, 0], [0, 4, 0], [0, 0, 4]])
+    structure.append_atom(position=(0, 0, 0), symbols='Mg')
+    expect_early_exit(qe, structure, 'ERROR_INVALID_STRUCTURE', '0.300 Å apart')
+
+
 def test_odd_electron_count_is_a_metal(qe):
     """Na (9 valence electrons in this family) cannot be a spin-unpolarised insulator: no scf is run."""
     structure = orm.StructureData(cell=(2.1 * np.array([[-1, 1, 1], [1, -1, 1], [1, 1, -1]])).tolist())

@@ -95,7 +95,7 @@ def dielectric_from_ph(
         engine='qe',
         structure=structure,
         born_charges=result.born_charges,
-        phonon_frequencies_gamma=result.frequencies,
+        phonon_frequencies_gamma=np.where(result.acoustic, 0.0, result.frequencies),  # sum rule: exactly 0
     )
     dielectric.set_array('oscillator_strengths', result.oscillator_strengths)
     dielectric.base.attributes.set_many(
@@ -109,12 +109,13 @@ def dielectric_from_ph(
 
 
 def minimum_distance(structure: orm.StructureData) -> float:
-    """Shortest distance (Å) between two atoms, periodic images included; ∞ for a single atom."""
+    """Shortest distance (Å) between two atoms, periodic images included (an atom and its own image too)."""
     pymatgen = structure.get_pymatgen_structure()
+    self_image = min(pymatgen.lattice.get_lll_reduced_lattice().abc)
     if len(pymatgen) < 2:
-        return float('inf')
-    distances = pymatgen.distance_matrix
-    return float(distances[~np.eye(len(pymatgen), dtype=bool)].min())
+        return float(self_image)
+    distances = pymatgen.distance_matrix  # minimum image; 0 for coincident atoms
+    return float(min(self_image, distances[~np.eye(len(pymatgen), dtype=bool)].min()))
 
 
 class DfptQeWorkChain(ProtocolMixin, WorkChain):
