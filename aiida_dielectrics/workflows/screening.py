@@ -1,0 +1,315 @@
+"""``dielectrics.screening``: candidates → ML predictions → selection → DFPT → summary.
+
+One campaign in one provenance graph: the predictions come from one calcfunction per batch
+(:func:`aiida_dielectrics.predictors.predict_structures`), the selection from :func:`select_candidates`,
+every DFPT verification is a child ``dielectrics.dfpt.qe`` or ``dielectrics.dfpt.vasp`` work chain on the
+candidate's own structure node, and :func:`summarize_campaign` compares prediction with DFPT.
+A failed DFPT child is reported in the summary; it does not stop the others.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from aiida import orm
+from aiida.engine import ToContext, WorkChain, calcfunction, while_
+from aiida.plugins import WorkflowFactory
+
+from aiida_dielectrics import selection
+from aiida_dielectrics.data.dielectric import DielectricData
+from aiida_dielectrics.data.model import ModelData
+from aiida_dielectrics.data.prediction import PredictionData
+from aiida_dielectrics.predictors import predict_structures
+
+#: The original study counted a DFPT Φ above 240 eV as a hit (155/2532 ≈ 6 %).
+DEFAULT_HIT_THRESHOLD = 240.0
+#: Columns of the selection table, read from the prediction nodes' attributes.
+TABLE_COLUMNS = ('formula', 'e_above_hull', 'band_gap', 'diel_total', 'fom', 'fom_std', 'fom_adj')
+
+
+def prediction_table(predictions: dict[str, PredictionData]) -> pd.DataFrame:
+    """One row per prediction (index: its key); missing attributes are NaN."""
+    rows = {
+        key: {name: node.base.attributes.get(name, np.nan) for name in TABLE_COLUMNS}
+        for key, node in predictions.items()
+    }
+    return pd.DataFrame.from_dict(rows, orient='index', columns=list(TABLE_COLUMNS))
+
+
+@calcfunction
+def select_candidates(parameters: orm.Dict, **predictions) -> orm.Dict:
+    """Rank the predictions that pass the filters; ``selected`` are the best ``count`` keys, best first.
+
+    ``parameters``: ``count``, ``ranking`` (``fom_adj`` or ``pareto``), ``e_hull_max``, ``band_gap_min``,
+    ``elements_min``, ``elements_max`` (``None`` switches a filter off).
+    """
+    options = parameters.get_dict()
+    table = prediction_table(predictions)
+    filters = {
+        name: options.get(name) for name in ('e_hull_max', 'band_gap_min', 'elements_min', 'elements_max')
+    }
+    ranked = selection.select(table, None, options.get('ranking', 'fom_adj'), **filters)
+    keys = [str(key) for key in table.index[ranked]]
+    front = selection.pareto_front(table['band_gap'], table['diel_total'])
+    return orm.Dict(
+        {
+            'candidates': len(table),
+            'passed_filters': len(keys),
+            'ranked': keys,
+            'selected': keys[: options['count']],
+            'pareto_front': sorted(str(key) for key in table.index[front]),
+            'parameters': options,
+        }
+    )
+
+
+@calcfunction
+def summarize_campaign(selection_node: orm.Dict, hit_threshold: orm.Float, **nodes) -> orm.Dict:
+    """ML-vs-DFPT errors and the DFPT hit rate (Φ_DFPT > threshold) over the verified candidates.
+
+    ``nodes`` holds ``prediction_<key>`` and ``dielectric_<key>`` for every verified key.
+    """
+    verified = sorted(name.removeprefix('dielectric_') for name in nodes if name.startswith('dielectric_'))
+    rows = []
+    for key in verified:
+        predicted, computed = nodes[f'prediction_{key}'], nodes[f'dielectric_{key}']
+        rows.append(
+            {
+                'key': key,
+                'formula': computed.formula,
+                'fom_ml': predicted.fom,
+                'fom_dfpt': computed.fom,
+                'diel_total_ml': predicted.diel_total,
+                'diel_total_dfpt': computed.diel_total,
+                'band_gap_ml': predicted.band_gap,
+                'band_gap_dfpt': computed.band_gap,
+            }
+        )
+    selected = selection_node['selected']
+    summary = {
+        'candidates': selection_node['candidates'],
+        'passed_filters': selection_node['passed_filters'],
+        'selected': len(selected),
+        'verified': len(rows),
+        'failed': sorted(set(selected) - set(verified)),
+        'hit_threshold': hit_threshold.value,
+        'hits': sum(row['fom_dfpt'] > hit_threshold.value for row in rows),
+        'results': rows,
+    }
+    if rows:
+        summary['hit_rate'] = summary['hits'] / len(rows)
+        for name in ('fom', 'diel_total', 'band_gap'):
+            errors = [row[f'{name}_ml'] - row[f'{name}_dfpt'] for row in rows]
+            summary[f'mae_{name}'] = float(np.mean(np.abs(errors)))
+    return orm.Dict(summary)
+
+
+class ScreeningWorkChain(WorkChain):
+    """Screen candidate structures with the ML models and verify the best by DFPT."""
+
+    @classmethod
+    def define(cls, spec):
+        super().define(spec)
+        spec.input_namespace(
+            'candidates', valid_type=orm.StructureData, dynamic=True, help='Candidates by key.'
+        )
+        spec.input_namespace('models', valid_type=ModelData, dynamic=True, help='Models by target.')
+        spec.input(
+            'filters',
+            valid_type=orm.Dict,
+            default=lambda: orm.Dict(
+                {'e_hull_max': selection.DEFAULT_E_HULL_MAX, 'band_gap_min': selection.DEFAULT_BAND_GAP_MIN}
+            ),
+            help='e_hull_max (eV/atom), band_gap_min (eV), elements_min, elements_max; null switches one off.',
+        )
+        spec.input(
+            'ranking',
+            valid_type=orm.Str,
+            default=lambda: orm.Str('fom_adj'),
+            validator=lambda value, _: (
+                None
+                if value.value in selection.RANKINGS
+                else f'ranking must be one of {", ".join(selection.RANKINGS)}'
+            ),
+        )
+        spec.input(
+            'num_verify', valid_type=orm.Int, default=lambda: orm.Int(5), help='How many to verify by DFPT.'
+        )
+        spec.input(
+            'max_concurrent',
+            valid_type=orm.Int,
+            default=lambda: orm.Int(2),
+            help='DFPT runs at the same time.',
+        )
+        spec.input(
+            'batch_size', valid_type=orm.Int, default=lambda: orm.Int(64), help='Structures per GNN batch.'
+        )
+        spec.input(
+            'hit_threshold',
+            valid_type=orm.Float,
+            default=lambda: orm.Float(DEFAULT_HIT_THRESHOLD),
+            help='A DFPT Φ (eV) above this counts as a hit.',
+        )
+        spec.input(
+            'campaign_group',
+            valid_type=orm.Str,
+            required=False,
+            help='Label of a group that collects the predictions and DFPT results (for query, plot, export).',
+        )
+        spec.input_namespace('dfpt', help='How to verify: the engine and its protocol inputs.')
+        spec.input(
+            'dfpt.engine',
+            valid_type=orm.Str,
+            default=lambda: orm.Str('qe'),
+            validator=lambda value, _: None if value.value in ('qe', 'vasp') else 'engine must be qe or vasp',
+        )
+        spec.input('dfpt.protocol', valid_type=orm.Str, default=lambda: orm.Str('fast'))
+        spec.input(
+            'dfpt.family', valid_type=orm.Str, help='Pseudo family (qe) or POTCAR family (vasp) label.'
+        )
+        spec.input('dfpt.code_pw', valid_type=orm.AbstractCode, required=False, help='pw.x (engine qe).')
+        spec.input('dfpt.code_ph', valid_type=orm.AbstractCode, required=False, help='ph.x (engine qe).')
+        spec.input('dfpt.code', valid_type=orm.AbstractCode, required=False, help='VASP (engine vasp).')
+        spec.input('dfpt.relax', valid_type=orm.Bool, default=lambda: orm.Bool(False), help='Relax first.')
+        spec.input(
+            'dfpt.options', valid_type=orm.Dict, required=False, help='Scheduler options for every job.'
+        )
+        spec.input('dfpt.overrides', valid_type=orm.Dict, required=False, help='Protocol overrides.')
+        spec.inputs['dfpt'].validator = validate_dfpt
+        spec.outline(
+            cls.predict,
+            cls.select,
+            while_(cls.has_unverified)(cls.run_dfpt, cls.inspect_dfpt),
+            cls.summarize,
+        )
+        spec.output_namespace('predictions', valid_type=PredictionData, dynamic=True)
+        spec.output('selection', valid_type=orm.Dict)
+        spec.output_namespace('dielectrics', valid_type=DielectricData, dynamic=True)
+        spec.output('summary', valid_type=orm.Dict)
+        spec.exit_code(300, 'ERROR_NO_CANDIDATES', message='No candidate structures were given.')
+        spec.exit_code(301, 'ERROR_MISSING_MODELS', message='Models missing for: {targets}.')
+        spec.exit_code(310, 'ERROR_NOTHING_PREDICTED', message='No candidate could be predicted: {reasons}.')
+        spec.exit_code(320, 'ERROR_NOTHING_SELECTED', message='No candidate passed the filters {filters}.')
+        spec.exit_code(400, 'ERROR_ALL_DFPT_FAILED', message='Every DFPT verification failed.')
+
+    def predict(self):
+        if not self.inputs.candidates:
+            return self.exit_codes.ERROR_NO_CANDIDATES
+        from aiida_dielectrics.predictors import REQUIRED_MODELS
+
+        missing = [target for target in REQUIRED_MODELS if target not in self.inputs.models]
+        if missing:
+            return self.exit_codes.ERROR_MISSING_MODELS.format(targets=', '.join(missing))
+        keys = sorted(self.inputs.candidates)
+        size = self.inputs.batch_size.value
+        predictions, skipped = {}, {}
+        for start in range(0, len(keys), size):
+            batch = {key: self.inputs.candidates[key] for key in keys[start : start + size]}
+            results = predict_structures(
+                structures=batch,
+                models=dict(self.inputs.models),
+                parameters=orm.Dict({'batch_size': size}),
+            )
+            predictions.update(results.get('predictions', {}))
+            skipped.update(results['report']['skipped'])
+        for key, reason in skipped.items():
+            self.report(f'candidate {key} not predicted: {reason}')
+        if not predictions:
+            reasons = '; '.join(sorted(set(skipped.values())))[:300]
+            return self.exit_codes.ERROR_NOTHING_PREDICTED.format(reasons=reasons)
+        for key, node in predictions.items():
+            self.out(f'predictions.{key}', node)
+        self.ctx.predictions = predictions
+
+    def select(self):
+        parameters = {
+            **self.inputs.filters.get_dict(),
+            'count': self.inputs.num_verify.value,
+            'ranking': self.inputs.ranking.value,
+        }
+        chosen = select_candidates(parameters=orm.Dict(parameters), **self.ctx.predictions)
+        self.out('selection', chosen)
+        self.ctx.selection = chosen
+        self.ctx.queue = list(chosen['selected'])
+        self.ctx.verified = {}
+        self.report(
+            f'{chosen["passed_filters"]} of {chosen["candidates"]} candidates pass the filters; '
+            f'verifying {len(self.ctx.queue)}: {", ".join(self.ctx.queue)}'
+        )
+        if not self.ctx.queue:
+            return self.exit_codes.ERROR_NOTHING_SELECTED.format(filters=self.inputs.filters.get_dict())
+
+    def has_unverified(self):
+        return bool(self.ctx.queue)
+
+    def run_dfpt(self):
+        """Launch up to ``max_concurrent`` DFPT work chains; the next batch starts when these finish."""
+        self.ctx.batch = [
+            self.ctx.queue.pop(0) for _ in range(min(self.inputs.max_concurrent.value, len(self.ctx.queue)))
+        ]
+        launched = {}
+        for key in self.ctx.batch:
+            node = self.submit(dfpt_builder(self.inputs.dfpt, self.inputs.candidates[key]))
+            node.base.extras.set('candidate', key)
+            self.report(
+                f'DFPT of {key} ({self.ctx.predictions[key].formula}): {node.process_label}<{node.pk}>'
+            )
+            launched[f'dfpt_{key}'] = node
+        return ToContext(**launched)
+
+    def inspect_dfpt(self):
+        for key in self.ctx.batch:
+            child = self.ctx[f'dfpt_{key}']
+            if child.is_finished_ok:
+                self.ctx.verified[key] = child.outputs.dielectric
+                self.out(f'dielectrics.{key}', child.outputs.dielectric)
+            else:
+                self.report(f'DFPT of {key} failed: exit status {child.exit_status} ({child.exit_message})')
+
+    def summarize(self):
+        verified = self.ctx.verified
+        nodes = {f'dielectric_{key}': node for key, node in verified.items()}
+        nodes.update({f'prediction_{key}': self.ctx.predictions[key] for key in verified})
+        summary = summarize_campaign(
+            selection_node=self.ctx.selection, hit_threshold=self.inputs.hit_threshold, **nodes
+        )
+        self.out('summary', summary)
+        if 'campaign_group' in self.inputs:
+            group, _ = orm.Group.collection.get_or_create(label=self.inputs.campaign_group.value)
+            group.add_nodes([*self.ctx.predictions.values(), *verified.values()])
+        self.report(
+            f'verified {summary["verified"]} of {summary["selected"]}; hits (Φ_DFPT > {summary["hit_threshold"]:g} eV): '
+            f'{summary["hits"]}'
+        )
+        if not verified:
+            return self.exit_codes.ERROR_ALL_DFPT_FAILED
+
+
+def validate_dfpt(namespace, _):
+    """The engine's codes must be there."""
+    engine = namespace['engine'].value if 'engine' in namespace else 'qe'
+    needed = ('code_pw', 'code_ph') if engine == 'qe' else ('code',)
+    missing = [name for name in needed if name not in namespace]
+    if missing:
+        return f'engine {engine} needs dfpt.{", dfpt.".join(missing)}'
+    return None
+
+
+def dfpt_builder(dfpt, structure: orm.StructureData):
+    """The child's builder from its engine's protocol."""
+    options = dfpt['options'].get_dict() if 'options' in dfpt else None
+    overrides = dfpt['overrides'].get_dict() if 'overrides' in dfpt else None
+    common = {
+        'structure': structure,
+        'protocol': dfpt['protocol'].value,
+        'overrides': overrides,
+        'relax': dfpt['relax'].value,
+        'options': options,
+    }
+    if dfpt['engine'].value == 'qe':
+        workchain = WorkflowFactory('dielectrics.dfpt.qe')
+        return workchain.get_builder_from_protocol(
+            dfpt['code_pw'], dfpt['code_ph'], pseudo_family=dfpt['family'].value, **common
+        )
+    workchain = WorkflowFactory('dielectrics.dfpt.vasp')
+    return workchain.get_builder_from_protocol(dfpt['code'], potential_family=dfpt['family'].value, **common)
