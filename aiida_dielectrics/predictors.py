@@ -2,8 +2,8 @@
 
 :func:`predict_structures` is one calcfunction over a whole batch, so every prediction links (through
 the process) to its structure and to the model nodes that made it, at the cost of one process node per
-batch rather than per structure; :func:`run_prediction` runs it in one database transaction. The work
-itself is :func:`aiida_dielectrics.ml.inference.predict`, which needs no profile.
+batch rather than per structure. The work itself is :func:`aiida_dielectrics.ml.inference.predict`,
+which needs no profile.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import tempfile
 
 from aiida.common.links import LinkType
 from aiida.engine import calcfunction
-from aiida.manage import get_manager
 from aiida.orm import Dict, QueryBuilder, StructureData
 
 from aiida_dielectrics.data.model import ModelData, tree_sha256
@@ -89,13 +88,14 @@ PREDICTED = (
 
 
 def run_prediction(structures: dict, models: dict, batch_size: int = 64, labels: bool = True):
-    """Run :func:`predict_structures` in one transaction (SQLite commits once, not once per node).
+    """Run :func:`predict_structures`; ``labels=False`` skips the protostructure labels.
 
-    ``labels=False`` skips the protostructure labels. Returns ``(outputs, process_node)``.
+    Not wrapped in one storage transaction (unlike the importer): with thousands of pending nodes in the
+    session, every link-validation query flushes and scans them all, which measured slower than
+    committing node by node. Returns ``(outputs, process_node)``.
     """
     parameters = Dict({'batch_size': batch_size, 'labels': labels})
-    with get_manager().get_profile_storage().transaction():
-        return predict_structures.run_get_node(structures=structures, models=models, parameters=parameters)
+    return predict_structures.run_get_node(structures=structures, models=models, parameters=parameters)
 
 
 def model_node(target: str, folder, architecture: str = 'megnet') -> ModelData:
