@@ -33,8 +33,9 @@ def ensure_profile(profile_name: str | None = None):
 
     try:
         config = get_config(create=True)
-        if profile_name in config.profile_names or (profile_name is None and config.default_profile_name):
-            return load_profile(profile_name, allow_switch=True), False
+        wanted = profile_name or config.default_profile_name
+        if wanted in config.profile_names:
+            return load_profile(wanted, allow_switch=True), False
     except (ConfigurationError, ProfileConfigurationError) as exception:
         raise SetupError(f'the AiiDA configuration cannot be read: {exception}') from exception
 
@@ -47,7 +48,7 @@ def ensure_profile(profile_name: str | None = None):
     from aiida.manage.configuration import reset_config
 
     reset_config()
-    return load_profile(profile_name, allow_switch=True), True
+    return load_profile(profile_name or get_config().default_profile_name, allow_switch=True), True
 
 
 def read_pseudodojo_hints(path: str | pathlib.Path, elements) -> dict[str, dict[str, dict[str, float]]]:
