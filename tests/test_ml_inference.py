@@ -185,3 +185,21 @@ def test_prediction_process_links_structures_and_models(aiida_profile, model_dir
 
 def _folders():
     return {'e_form': EFORM, 'band_gap': GAP, 'diel_elec': 'diel_elec', 'diel_ionic': 'diel_ionic'}
+
+
+def test_predict_cli_store_writes_what_it_stored(aiida_profile, model_dir, tmp_path):
+    from aiida.orm import QueryBuilder
+
+    from aiida_dielectrics.data.prediction import PredictionData
+
+    cscl().to(filename=str(tmp_path / 'CsCl.cif'))
+    (tmp_path / 'garbage.cif').write_text('not a crystal\n')
+    output = tmp_path / 'out.csv'
+    before = QueryBuilder().append(PredictionData).count()
+    arguments = ['predict', str(tmp_path / 'CsCl.cif'), str(tmp_path / 'garbage.cif'), '-o', str(output)]
+    result = CliRunner().invoke(cli, [*arguments, '--model-dir', str(model_dir), '--store'])
+    assert result.exit_code == 0, result.output
+    assert QueryBuilder().append(PredictionData).count() == before + 1
+    table = pd.read_csv(output)
+    assert table['band_gap'].iloc[0] == pytest.approx(2.72, abs=0.01)
+    assert table['reason'].iloc[1].startswith('unreadable')

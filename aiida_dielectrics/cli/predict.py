@@ -179,5 +179,5 @@ def stored_table(ctx, structures, model_sets, batch_size: int):
         if node is None:
             rows.append({'formula': structure.composition.reduced_formula, 'reason': skipped.get(key)})
         else:
-            rows.append({column: node.base.attributes.get(column) for column in inference.COLUMNS})
+            rows.append({column: node.base.attributes.get(column, None) for column in inference.COLUMNS})
     return pd.DataFrame(rows, columns=inference.COLUMNS)
