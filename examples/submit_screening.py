@@ -1,0 +1,107 @@
+"""Submit a small real screening campaign to the daemon: `verdi run examples/submit_screening.py`.
+
+Seeds → element substitution (pymatgen's ICSD probabilities) → GNN predictions (MEGNet E_form and
+band gap, the packaged ε ensembles) → the best candidates by Φ_adj → DFPT with Quantum ESPRESSO.
+Everything lands in the group `campaign` (override with --group); with --wait the script follows the
+campaign until it ends and prints the summary.
+
+Models: E_form and band gap load from $AIIDA_DIELECTRICS_MODEL_DIR when it holds them (offline),
+otherwise from Hugging Face. Codes and pseudos come from `aiida-dielectrics setup`.
+"""
+
+import argparse
+import time
+
+from aiida import orm
+from aiida.engine import submit
+from pymatgen.core import Lattice, Structure
+from tqdm import tqdm
+
+from aiida_dielectrics.calculations import generate_candidates
+from aiida_dielectrics.ml.loading import DEFAULT_MODELS, resolve
+from aiida_dielectrics.predictors import model_node
+from aiida_dielectrics.workflows.screening import ScreeningWorkChain
+
+#: 3d cations with open shells in their usual oxidation states, and the lanthanides.
+OPEN_SHELL = {'Ti', 'V', 'Cr', 'Mn', 'Fe', 'Co', 'Ni', 'Cu'} | {
+    'Ce',
+    'Pr',
+    'Nd',
+    'Pm',
+    'Sm',
+    'Eu',
+    'Gd',
+    'Tb',
+    'Dy',
+    'Ho',
+    'Er',
+    'Tm',
+    'Yb',
+}
+
+parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+parser.add_argument('--group', default='campaign', help='Group for predictions and DFPT results.')
+parser.add_argument('--max-candidates', type=int, default=12, help='Substitution candidates to generate.')
+parser.add_argument('--verify', type=int, default=2, help='How many to verify by DFPT.')
+parser.add_argument('--pseudo-family', default='PseudoDojo/0.4/PBE/SR/standard/upf')
+parser.add_argument('--protocol', default='fast', choices=('fast', 'moderate', 'precise'))
+parser.add_argument('--mpi', type=int, default=2, help='MPI ranks per DFPT job.')
+parser.add_argument('--wait', action='store_true', help='Follow the campaign until it ends.')
+arguments = parser.parse_args()
+
+# Seed: rocksalt MgS. Substitution explores nearby chalcogenides and halides of the same prototype.
+seed = Structure.from_spacegroup('Fm-3m', Lattice.cubic(5.20), ['Mg', 'S'], [[0, 0, 0], [0.5, 0.5, 0.5]])
+generated = generate_candidates(
+    parameters=orm.Dict({'threshold': 1e-3, 'max_candidates': arguments.max_candidates}),
+    MgS=orm.StructureData(pymatgen=seed.get_primitive_structure()),
+)
+report = generated['report'].get_dict()['candidates']
+# The QE protocols run spin-unpolarised with fixed occupations: leave out open-shell (magnetic) cations.
+candidates = {
+    key: structure
+    for key, structure in generated['structures'].items()
+    if not set(structure.get_symbols_set()) & OPEN_SHELL
+}
+print(f'{len(candidates)} candidates: {", ".join(report[key]["formula"] for key in candidates)}')
+
+models = {target: model_node(target, resolve(name)) for target, name in DEFAULT_MODELS.items()}
+builder = ScreeningWorkChain.get_builder()
+builder.candidates = candidates
+builder.models = models
+builder.num_verify = orm.Int(arguments.verify)
+builder.max_concurrent = orm.Int(1)  # one DFPT job at a time uses both cores of a laptop
+builder.campaign_group = orm.Str(arguments.group)
+builder.dfpt = {
+    'engine': orm.Str('qe'),
+    'protocol': orm.Str(arguments.protocol),
+    'family': orm.Str(arguments.pseudo_family),
+    'code_pw': orm.load_code('pw@localhost'),
+    'code_ph': orm.load_code('ph@localhost'),
+    'options': orm.Dict({'resources': {'num_machines': 1, 'num_mpiprocs_per_machine': arguments.mpi}}),
+}
+node = submit(builder)
+orm.Group.collection.get_or_create(label=arguments.group)[0].add_nodes([node])
+print(f'Submitted ScreeningWorkChain<{node.pk}>; follow it with `verdi process status {node.pk}`.')
+
+if arguments.wait:
+    dfpt_children = 'dielectrics.dfpt.qe'
+    with tqdm(total=arguments.verify, desc='DFPT verifications', unit=' run', disable=None) as progress:
+        while not node.is_terminated:
+            done = sum(
+                child.is_terminated for child in node.called if dfpt_children in (child.process_type or '')
+            )
+            progress.update(done - progress.n)
+            time.sleep(5)
+    if not node.is_finished_ok:
+        raise SystemExit(f'Campaign failed: [{node.exit_status}] {node.exit_message}')
+    summary = node.outputs.summary.get_dict()
+    print(f'Verified {summary["verified"]} of {summary["selected"]} selected; hits {summary["hits"]}.')
+    for row in summary['results']:
+        print(
+            f'  {row["formula"]:8s} Φ ML {row["fom_ml"]:7.1f} eV → DFPT {row["fom_dfpt"]:7.1f} eV '
+            f'(ε {row["diel_total_ml"]:.1f} → {row["diel_total_dfpt"]:.1f}, gap {row["band_gap_ml"]:.2f} → '
+            f'{row["band_gap_dfpt"]:.2f} eV)'
+        )
+print(f'Query: aiida-dielectrics query --kind prediction --group {arguments.group}')
+print(f'Plot:  aiida-dielectrics plot --group {arguments.group} --output pareto.html')
+print(f'Share: aiida-dielectrics export {arguments.group} --output {arguments.group}.aiida')
