@@ -28,6 +28,7 @@ from aiida_quantumespresso.workflows.pw.relax import PwRelaxWorkChain
 
 from aiida_dielectrics import phonons
 from aiida_dielectrics.data.dielectric import DielectricData
+from aiida_dielectrics.workflows.common import define_dfpt_interface, minimum_distance
 
 ANGSTROM_TO_BOHR = 1 / phonons.BOHR_TO_ANG
 DYN_MAT_FOLDER = 'DYN_MAT'
@@ -108,16 +109,6 @@ def dielectric_from_ph(
     return dielectric
 
 
-def minimum_distance(structure: orm.StructureData) -> float:
-    """Shortest distance (Å) between two atoms, periodic images included (an atom and its own image too)."""
-    pymatgen = structure.get_pymatgen_structure()
-    self_image = min(pymatgen.lattice.get_lll_reduced_lattice().abc)
-    if len(pymatgen) < 2:
-        return float(self_image)
-    distances = pymatgen.distance_matrix  # minimum image; 0 for coincident atoms
-    return float(min(self_image, distances[~np.eye(len(pymatgen), dtype=bool)].min()))
-
-
 class DfptQeWorkChain(ProtocolMixin, WorkChain):
     """Relax (optional), scf and ph.x at Γ with Quantum ESPRESSO; outputs ``dielectric`` and ``structure``."""
 
@@ -141,12 +132,6 @@ class DfptQeWorkChain(ProtocolMixin, WorkChain):
             valid_type=orm.Float,
             default=lambda: orm.Float(0.1),
             help='Below this scf band gap (eV) the crystal counts as a metal and ph.x is not run.',
-        )
-        spec.input(
-            'min_interatomic_distance',
-            valid_type=orm.Float,
-            default=lambda: orm.Float(0.5),
-            help='Atoms closer than this (Å) make the structure invalid.',
         )
         spec.input('clean_workdir', valid_type=orm.Bool, default=lambda: orm.Bool(False))
         spec.expose_inputs(
@@ -188,22 +173,9 @@ class DfptQeWorkChain(ProtocolMixin, WorkChain):
             cls.inspect_ph,
             cls.results,
         )
-        spec.output(
-            'dielectric', valid_type=DielectricData, help='ε∞, ε_ion, Born charges, Γ phonons, band gap.'
+        define_dfpt_interface(
+            spec, family_kind='pseudo', potential='pseudo', relax_name='vc-relax PwRelaxWorkChain'
         )
-        spec.output('structure', valid_type=orm.StructureData, help='The structure the DFPT ran on.')
-        spec.exit_code(301, 'ERROR_INVALID_STRUCTURE', message='Invalid structure: {reason}.')
-        spec.exit_code(
-            302,
-            'ERROR_UNSUPPORTED_ELEMENT',
-            message='The pseudo family `{family}` has no pseudo for {elements}.',
-        )
-        spec.exit_code(
-            303,
-            'ERROR_METAL',
-            message='The crystal is metallic ({reason}); DFPT with an electric field needs an insulator.',
-        )
-        spec.exit_code(401, 'ERROR_SUB_PROCESS_FAILED_RELAX', message='The vc-relax PwRelaxWorkChain failed.')
         spec.exit_code(402, 'ERROR_SUB_PROCESS_FAILED_SCF', message='The scf PwBaseWorkChain failed.')
         spec.exit_code(403, 'ERROR_SUB_PROCESS_FAILED_PH', message='The ph.x PhBaseWorkChain failed.')
         spec.exit_code(

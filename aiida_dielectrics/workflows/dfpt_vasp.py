@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import pathlib
 
-import numpy as np
 from aiida import orm
 from aiida.common import AttributeDict
 from aiida.common.exceptions import NotExistent
@@ -28,21 +27,13 @@ from pymatgen.io.vasp.inputs import Kpoints
 from pymatgen.io.vasp.sets import MPRelaxSet
 
 from aiida_dielectrics.data.dielectric import DielectricData
+from aiida_dielectrics.workflows.common import define_dfpt_interface, minimum_distance
 
 VaspWorkChain = WorkflowFactory('vasp.vasp')
 VaspRelaxWorkChain = WorkflowFactory('vasp.relax')
 
 #: INCAR tags of the DFPT step, enforced over any protocol or user value.
 DFPT_INCAR = {'lepsilon': True, 'ibrion': 8, 'nsw': 1}
-
-
-def minimum_distance(structure: orm.StructureData) -> float:
-    """Shortest distance (Å) between two atoms, periodic images included; ∞ for a single atom."""
-    pymatgen = structure.get_pymatgen_structure()
-    if len(pymatgen) < 2:
-        return float('inf')
-    distances = pymatgen.distance_matrix
-    return float(distances[~np.eye(len(pymatgen), dtype=bool)].min())
 
 
 def kpoints_from_density(structure: orm.StructureData, density: float) -> orm.KpointsData:
@@ -97,12 +88,6 @@ class DfptVaspWorkChain(ProtocolMixin, WorkChain):
             help='Below this band gap (eV) the crystal counts as a metal: no DFPT after the relaxation, '
             'and no result from a DFPT run.',
         )
-        spec.input(
-            'min_interatomic_distance',
-            valid_type=orm.Float,
-            default=lambda: orm.Float(0.5),
-            help='Atoms closer than this (Å) make the structure invalid.',
-        )
         spec.expose_inputs(
             VaspRelaxWorkChain,
             namespace='relax',
@@ -129,20 +114,7 @@ class DfptVaspWorkChain(ProtocolMixin, WorkChain):
             cls.inspect_dfpt,
             cls.results,
         )
-        spec.output('dielectric', valid_type=DielectricData, help='ε∞, ε_ion, Born charges, band gap.')
-        spec.output('structure', valid_type=orm.StructureData, help='The structure the DFPT ran on.')
-        spec.exit_code(301, 'ERROR_INVALID_STRUCTURE', message='Invalid structure: {reason}.')
-        spec.exit_code(
-            302,
-            'ERROR_UNSUPPORTED_ELEMENT',
-            message='The POTCAR family `{family}` has no potential for {elements}.',
-        )
-        spec.exit_code(
-            303,
-            'ERROR_METAL',
-            message='The crystal is metallic ({reason}); DFPT with an electric field needs an insulator.',
-        )
-        spec.exit_code(401, 'ERROR_SUB_PROCESS_FAILED_RELAX', message='The relaxation (vasp.relax) failed.')
+        define_dfpt_interface(spec, family_kind='POTCAR', potential='potential', relax_name='vasp.relax')
         spec.exit_code(
             403,
             'ERROR_SUB_PROCESS_FAILED_DFPT',
