@@ -4,17 +4,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v pw.x >/dev/null || ! command -v ph.x >/dev/null; then
+# Debian packages: Quantum ESPRESSO (pw.x, ph.x) for DFPT; headless Chromium renders the Pareto-front
+# HTML in tests/test_plot.py.
+missing=()
+command -v pw.x >/dev/null && command -v ph.x >/dev/null || missing+=(quantum-espresso)
+command -v chromium >/dev/null || missing+=(chromium)
+if [ ${#missing[@]} -gt 0 ]; then
     SUDO=$([ "$(id -u)" = 0 ] && echo "" || echo "sudo")
     $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq quantum-espresso >/dev/null
-fi
-
-# Headless Chromium renders the Pareto-front HTML in tests/test_plot.py.
-if ! command -v chromium >/dev/null; then
-    SUDO=$([ "$(id -u)" = 0 ] && echo "" || echo "sudo")
-    $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
 PIP="python -m pip install -q --disable-pip-version-check --root-user-action=ignore"
