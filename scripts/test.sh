@@ -7,5 +7,5 @@ export AIIDA_DIELECTRICS_SHARED=${AIIDA_DIELECTRICS_SHARED:-$(cd .. && pwd)/shar
 bash scripts/install.sh
 ruff check .
 ruff format --check .
-python -m pytest -p no:cacheprovider -q
+python -m pytest -p no:cacheprovider -q --durations=10
 python -m sphinx -W --keep-going -q -b html docs docs/_build/html
