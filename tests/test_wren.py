@@ -1,5 +1,7 @@
 """Wren: protostructure labels, invariance to the Wyckoff setting, training, save/load and bad input."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -149,3 +151,27 @@ def test_bad_items_name_their_position(fitted):
         member.predict([rocksalt(), disordered])
     with pytest.raises(ProtostructureError, match=r'item 0: .*beyond Z = 103'):
         member.predict(['AB_cF8_225_a_b:Cl-Og'])
+
+
+def test_shipped_wren_ensembles_are_selectable_for_prediction(shared):
+    """The packaged Wren ensembles match their cards and plug into batched inference by name."""
+
+    from aiida_dielectrics.ml.ensemble import DEFAULT_MODELS, members_sha256
+    from aiida_dielectrics.ml.inference import predict
+    from aiida_dielectrics.ml.loading import load_predictors
+
+    for target in ('diel_elec', 'diel_ionic'):
+        folder = DEFAULT_MODELS / f'wren_{target}'
+        card = json.loads((folder / 'model_card.json').read_text())
+        assert (card['architecture'], card['target'], card['members']) == ('wren', target, 5)
+        assert card['sha256'] == members_sha256(folder)
+    sets = load_predictors(
+        shared / 'models' / 'matgl', names={'diel_elec': 'wren_diel_elec', 'diel_ionic': 'wren_diel_ionic'}
+    )
+    assert sets['diel_elec'].architecture == 'wren'
+    rocksalt = Structure.from_spacegroup(
+        'Fm-3m', Lattice.cubic(5.69), ['Ca', 'S'], [[0, 0, 0], [0.5, 0.5, 0.5]]
+    )
+    table = predict([rocksalt], sets)
+    assert table['reason'].isna().all()
+    assert 1.0 < table['diel_elec'][0] < 20.0 and table['diel_elec_std'][0] > 0
