@@ -112,3 +112,91 @@ def run_training(
     if output:
         node.export_to(pathlib.Path(output))
     return node
+
+
+class RetrainError(ValueError):
+    """Retraining cannot start: an unknown group, or a campaign without DFPT results."""
+
+
+def load_group(label: str) -> Group:
+    """The group ``label``, or a :class:`RetrainError` saying it does not exist."""
+    from aiida.common.exceptions import NotExistent
+
+    try:
+        return Group.collection.get(label=label)
+    except NotExistent:
+        raise RetrainError(f'no group with label {label!r}') from None
+
+
+def campaign_inputs(label: str, prefix: str = 'campaign_') -> tuple[dict, dict]:
+    """The DFPT results of a campaign group, each with the structure its DFPT ran on.
+
+    A DFPT ``DielectricData`` is made by a calcfunction (``dielectric_from_ph``, ``dielectric_from_vasp``)
+    whose input ``structure`` is the structure it was computed for; those are paired here, keyed
+    ``<prefix><pk>`` so that the keys cannot collide with an importer's. Other dielectric nodes in the group
+    (imported ones, say) are left out.
+    """
+    group = load_group(label)
+    query = QueryBuilder().append(Group, filters={'id': group.pk}, tag='group')
+    query.append(DielectricData, with_group='group', project='*')
+    structures, dielectrics = {}, {}
+    for (dielectric,) in query.iterall():
+        creator = dielectric.creator
+        if creator is None:
+            continue
+        links = creator.base.links.get_incoming(
+            link_type=LinkType.INPUT_CALC, link_label_filter='structure'
+        ).all()
+        if len(links) == 1 and isinstance(links[0].node, StructureData):
+            key = f'{prefix}{dielectric.pk}'
+            structures[key], dielectrics[key] = links[0].node, dielectric
+    if not dielectrics:
+        raise RetrainError(
+            f'campaign group {label} holds no DFPT results (DielectricData made from a structure)'
+        )
+    return structures, dielectrics
+
+
+def run_retraining(
+    campaign,
+    base_group,
+    target,
+    architecture,
+    members,
+    seed,
+    hyperparameters,
+    output=None,
+    limit=None,
+    progress=print,
+):
+    """Run :func:`train_model` once on a base group's nodes plus a campaign's DFPT results.
+
+    ``limit`` caps the base entries only; every campaign result is used. The returned model node's creator
+    has every structure and dielectric node it was trained on among its inputs.
+    """
+    campaign_structures, campaign_dielectrics = campaign_inputs(campaign)
+    load_group(base_group)
+    try:
+        structures, dielectrics = group_inputs(base_group, limit)
+    except ValueError as error:
+        raise RetrainError(str(error)) from None
+    base = {node.uuid for node in dielectrics.values()}
+    for key, node in campaign_dielectrics.items():
+        if node.uuid not in base:  # a campaign group may also hold imported results
+            structures[key], dielectrics[key] = campaign_structures[key], node
+    progress(
+        f'retraining {target} on {len(dielectrics) - len(base)} DFPT results of campaign {campaign} '
+        f'plus {len(base)} materials of group {base_group}'
+    )
+    node = train_model(
+        target=Str(target),
+        architecture=Str(architecture),
+        members=Int(members),
+        seed=Int(seed),
+        hyperparameters=Dict(hyperparameters),
+        structures=structures,
+        dielectrics=dielectrics,
+    )
+    if output:
+        node.export_to(pathlib.Path(output))
+    return node

@@ -120,6 +120,86 @@ def train(
     echo(f'wrote {folder}: test MAE {test["mae"]:.3f}, R² {test["r2"]:.3f}, Spearman {test["spearman"]:.3f}')
 
 
+@cli.command('retrain')
+@click.option(
+    '--campaign',
+    required=True,
+    help='Campaign group whose DFPT results (DielectricData) join the training set.',
+)
+@click.option(
+    '--base-group',
+    default='petousis2017',
+    show_default=True,
+    help='Group of imported DielectricData/StructureData to train on as well.',
+)
+@click.option(
+    '--target', type=click.Choice(['diel_elec', 'diel_ionic']), required=True, help='Quantity to learn.'
+)
+@click.option('--architecture', type=click.Choice(['megnet', 'wren']), default='megnet', show_default=True)
+@click.option('--members', type=click.IntRange(1), default=5, show_default=True, help='Ensemble size.')
+@click.option('--epochs', type=click.IntRange(1), default=30, show_default=True, help='Epochs per member.')
+@click.option('--batch-size', type=click.IntRange(1), default=32, show_default=True)
+@click.option('--lr', type=float, default=1e-3, show_default=True, help='Learning rate.')
+@click.option('--seed', type=int, default=2017, show_default=True, help='Seed of the split and of member 0.')
+@click.option(
+    '--pretrained',
+    default=PRETRAINED,
+    show_default=True,
+    help=f'MEGNet to fine-tune: a folder, or a name looked up in ${MODELS_ENV} or on Hugging Face.',
+)
+@click.option(
+    '--limit', type=click.IntRange(1), help='Use only the first N entries of the base group (quick trials).'
+)
+@click.option('--threads', type=click.IntRange(1), default=1, show_default=True, help='torch CPU threads.')
+@click.option(
+    '-o', '--output', type=click.Path(file_okay=False), help='Also export the ensemble to this folder.'
+)
+@click.pass_context
+def retrain(
+    ctx,
+    campaign,
+    base_group,
+    target,
+    architecture,
+    members,
+    epochs,
+    batch_size,
+    lr,
+    seed,
+    pretrained,
+    limit,
+    threads,
+    output,
+):
+    """Train a new ε model node on a campaign's DFPT results plus the base data (the learning loop).
+
+    The stored dielectrics.model node links, through its train_model process, to every structure and
+    dielectric node it was trained on; its pk is printed.
+
+    \b
+    aiida-dielectrics retrain --campaign my-campaign --target diel_ionic -o models/diel_ionic_v2
+    """
+    import torch
+
+    from aiida_dielectrics.trainers import RetrainError, run_retraining
+
+    load_profile(ctx)
+    torch.set_num_threads(threads)
+    hyperparameters = {'max_epochs': epochs, 'batch_size': batch_size, 'lr': lr}
+    if architecture == 'megnet':
+        hyperparameters['pretrained'] = resolve_model(pretrained)
+    try:
+        node = run_retraining(
+            campaign, base_group, target, architecture, members, seed, hyperparameters, output, limit, echo
+        )
+    except RetrainError as error:
+        raise click.ClickException(str(error)) from None
+    echo(
+        f'stored ModelData<{node.pk}> ({node.members} members, sha256 {node.base.attributes.get("sha256")[:12]})'
+    )
+    click.echo(node.pk)
+
+
 @cli.command('evaluate')
 @click.option(
     '--data',
