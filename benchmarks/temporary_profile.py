@@ -18,6 +18,8 @@ def run_step(script: str, *arguments: str) -> dict:
         presto = ['verdi', 'presto', '--no-broker', '--non-interactive']
         subprocess.run(presto, env=environment, check=True, capture_output=True)
         result = subprocess.run(
-            [sys.executable, script, *arguments], env=environment, check=True, capture_output=True, text=True
+            [sys.executable, script, *arguments], env=environment, check=False, capture_output=True, text=True
         )
+    if result.returncode != 0:
+        raise SystemExit(f'benchmark step failed:\n{result.stderr[-3000:]}')
     return json.loads(result.stdout.strip().splitlines()[-1])

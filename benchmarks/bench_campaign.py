@@ -1,0 +1,109 @@
+"""Campaign throughput: generation → stored predictions → selection, and where the time goes.
+
+In a throw-away ``verdi presto`` profile: substitution candidates of the first ``--seeds`` Petousis
+structures (the ``generate_candidates`` calcfunction, candidates stored), GNN predictions stored one
+node per candidate (the ``dielectrics.predict`` calcfunction), then the ``select_candidates``
+calcfunction. The ML share is timed separately on the same candidates (pure inference, no storage), so
+storage = prediction process − ML.
+
+    python benchmarks/bench_campaign.py --n 10000 --model-dir ../shared/models/matgl
+"""
+
+import argparse
+import json
+import pathlib
+import sys
+import time
+import warnings
+
+sys.path.insert(0, str(pathlib.Path(__file__).parent))
+
+from temporary_profile import run_step
+
+CSV = (
+    pathlib.Path(__file__).parents[1] / '..' / 'shared' / 'data' / 'petousis2017' / 'dielectric_constant.csv'
+)
+
+
+def campaign(arguments) -> dict:
+    """All steps, timed, in the loaded (fresh) profile."""
+    from aiida import load_profile
+    from aiida.orm import Dict, StructureData
+
+    load_profile()
+    from aiida_dielectrics import predictors
+    from aiida_dielectrics.calculations import generate_candidates
+    from aiida_dielectrics.ml.inference import predict
+    from aiida_dielectrics.ml.loading import load_predictors
+    from aiida_dielectrics.petousis import Row, read_rows
+    from aiida_dielectrics.workflows.screening import select_candidates
+
+    seeds = [row for row in read_rows(arguments.csv) if isinstance(row, Row)][: arguments.seeds]
+    model_sets = load_predictors(arguments.model_dir)
+    models = {
+        target: predictors.model_node(target, s.source, s.architecture) for target, s in model_sets.items()
+    }
+    times = {}
+
+    start = time.perf_counter()
+    generated = generate_candidates(
+        parameters=Dict({'threshold': 1e-4, 'max_candidates': arguments.n}),
+        **{f'seed_{i}': StructureData(pymatgen=row.structure) for i, row in enumerate(seeds)},
+    )
+    times['generation (incl. storing candidates)'] = time.perf_counter() - start
+    candidates = dict(generated['structures'])
+
+    start = time.perf_counter()
+    predict([node.get_pymatgen() for node in candidates.values()], model_sets, labels=False)
+    ml = time.perf_counter() - start
+
+    start = time.perf_counter()
+    outputs, _ = predictors.run_prediction(candidates, models, labels=False)
+    process = time.perf_counter() - start
+    times['ML inference'] = ml
+    times['storage and provenance'] = process - ml
+
+    start = time.perf_counter()
+    select_candidates(parameters=Dict({'count': 10, 'ranking': 'fom_adj'}), **outputs['predictions'])
+    times['selection'] = time.perf_counter() - start
+    return {'candidates': len(candidates), 'predicted': len(outputs['predictions']), 'seconds': times}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--n', type=int, default=10000, help='Candidates to generate.')
+    parser.add_argument('--seeds', type=int, default=300, help='Petousis structures used as seeds.')
+    parser.add_argument('--model-dir', default=None, help='Folder of local models (E_form, band gap).')
+    parser.add_argument('--csv', type=pathlib.Path, default=CSV)
+    parser.add_argument('--threads', type=int, default=1, help='torch CPU threads (as bench_inference.py).')
+    parser.add_argument('--step', action='store_true', help=argparse.SUPPRESS)
+    arguments = parser.parse_args()
+    if arguments.step:
+        import torch
+
+        warnings.simplefilter('ignore')
+        torch.set_num_threads(arguments.threads)
+        print(json.dumps(campaign(arguments)))
+        return
+    forwarded = [
+        '--n',
+        str(arguments.n),
+        '--seeds',
+        str(arguments.seeds),
+        '--threads',
+        str(arguments.threads),
+        '--csv',
+        str(arguments.csv.resolve()),
+    ]
+    if arguments.model_dir:
+        forwarded += ['--model-dir', str(pathlib.Path(arguments.model_dir).resolve())]
+    result = run_step(__file__, *forwarded, '--step')
+    total = sum(result['seconds'].values())
+    print(f'candidates generated: {result["candidates"]}, predicted and stored: {result["predicted"]}')
+    for step, seconds in result['seconds'].items():
+        print(f'{step:40s} {seconds:8.1f} s  {100 * seconds / total:5.1f} %')
+    print(f'{"total":40s} {total:8.1f} s  {result["candidates"] / total:.1f} candidates/s')
+
+
+if __name__ == '__main__':
+    sys.exit(main())
