@@ -28,11 +28,14 @@ def model_dir(models, tmp_path_factory):
     """The pretrained MEGNets plus stand-in ε "ensembles" of two members with different cutoffs (4 and 5 Å).
 
     The stand-ins make the ensemble code path testable without the shipped ε models; the ``log``
-    transform checks that mean and σ are taken in the original space.
+    transform checks that mean and σ are taken in the original space. The pretrained gap MEGNet is also
+    copied as ``band_gap``: a model folder overrides the shipped band-gap ensemble, and its known CsCl
+    value (2.72 eV) pins the tests below.
     """
     root = tmp_path_factory.mktemp('models')
     for name in (EFORM, GAP):
         shutil.copytree(models / name, root / name)
+    shutil.copytree(models / GAP, root / 'band_gap')
     for target in ('diel_elec', 'diel_ionic'):
         for i, name in enumerate((EFORM, GAP)):
             shutil.copytree(models / name, root / target / f'member_{i}')
@@ -69,6 +72,29 @@ def test_load_from_model_dir_and_environment(models, monkeypatch):
     assert table.loc[0, 'e_form'] == pytest.approx(-1.92, abs=0.01)
     assert gap.members[0].state.tolist() == [loading.PBE_FIDELITY]
     assert eform.members[0].state is None
+
+
+def rocksalt(cation, anion, a):
+    return Structure.from_spacegroup('Fm-3m', Lattice.cubic(a), [cation, anion], [[0, 0, 0], [0.5, 0.5, 0.5]])
+
+
+def test_default_band_gap_is_the_shipped_ensemble_at_pbe_fidelity(models, monkeypatch):
+    monkeypatch.setenv(loading.MODEL_DIR_ENV, str(models))  # holds the pretrained MEGNets, no band_gap
+    sets = loading.load_predictors(names={'diel_ionic': loading.DEFAULT_MODELS['diel_ionic']})
+    gap = sets['band_gap']
+    assert gap.source == str(loading.PACKAGED_MODELS / 'band_gap')
+    assert gap.transform == 'log1p' and gap.is_graph and len(gap.members) == 5
+    assert all(member.state.tolist() == [loading.PBE_FIDELITY] for member in gap.members)
+    # One crystal graph per structure serves the gap ensemble and the ε ensembles.
+    graphs = {(m.cutoff, m.element_types) for name in ('band_gap', 'diel_elec') for m in sets[name].members}
+    assert len(graphs) == 1
+    aluminium = Structure.from_spacegroup('Fm-3m', Lattice.cubic(4.04), ['Al'], [[0, 0, 0]])
+    structures = [rocksalt('Mg', 'O', 4.25), rocksalt('Ca', 'O', 4.83), aluminium]
+    table = inference.predict(structures, {'band_gap': gap}, labels=False)
+    # The pretrained MEGNet gives 0 eV for MgO and CaO (PBE gaps 4.5 and 3.6 eV); aluminium is a metal.
+    assert table.loc[0, 'band_gap'] > 2.5 and table.loc[1, 'band_gap'] > 2.0
+    assert 0 <= table.loc[2, 'band_gap'] < 0.5
+    assert (table['band_gap_std'] > 0).all()
 
 
 def test_missing_default_ensemble_is_optional_but_a_named_one_is_not(models, tmp_path, monkeypatch):

@@ -66,7 +66,9 @@ def read_structure(path: pathlib.Path):
     '--e-form', metavar='NAME_OR_DIR', help='Formation-energy model (default MEGNet-MP-2018.6.1-Eform).'
 )
 @click.option(
-    '--band-gap', metavar='NAME_OR_DIR', help='Band-gap model (default MEGNet-MP-2019.4.1-BandGap-mfi, PBE).'
+    '--band-gap',
+    metavar='NAME_OR_DIR',
+    help='Band-gap model (default: the shipped band_gap ensemble, PBE; or e.g. MEGNet-MP-2019.4.1-BandGap-mfi).',
 )
 @click.option('--diel-elec', metavar='NAME_OR_DIR', help='ε_electronic ensemble (default: the shipped one).')
 @click.option('--diel-ionic', metavar='NAME_OR_DIR', help='ε_ionic ensemble (default: the shipped one).')

@@ -15,8 +15,9 @@ from pymatgen.core import Structure
 
 from aiida_dielectrics import petousis, tensors
 
-#: The quantities an ε model can be trained on (attribute names of ``dielectrics.dielectric``).
-TARGETS = ('diel_elec', 'diel_ionic')
+#: The quantities a model can be trained on: ε (attribute names of ``dielectrics.dielectric``) and the PBE
+#: band gap in eV (the Petousis ``band_gap`` column).
+TARGETS = ('diel_elec', 'diel_ionic', 'band_gap')
 
 
 @dataclasses.dataclass

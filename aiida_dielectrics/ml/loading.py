@@ -18,15 +18,17 @@ import torch
 
 #: Environment variable naming a folder of local models (one sub-folder per model name).
 MODEL_DIR_ENV = 'AIIDA_DIELECTRICS_MODEL_DIR'
-#: Models shipped with the package (the default ε ensembles), one sub-folder per name.
+#: Models shipped with the package (the default ε and band-gap ensembles), one sub-folder per name.
 PACKAGED_MODELS = pathlib.Path(__file__).parents[1] / 'models'
 #: An ensemble folder holds this card next to its ``member_<i>/`` folders.
 CARD = 'model_card.json'
 
-#: Default model name per predicted quantity.
+#: Default model name per predicted quantity. ``band_gap`` is the shipped ensemble fine-tuned on the Petousis
+#: PBE gaps; the pretrained ``MEGNet-MP-2019.4.1-BandGap-mfi`` stays selectable by name (under matgl 4 it
+#: predicts ≈ 0 eV for wide-gap oxides such as MgO, see docs/models.md).
 DEFAULT_MODELS = {
     'e_form': 'MEGNet-MP-2018.6.1-Eform',
-    'band_gap': 'MEGNet-MP-2019.4.1-BandGap-mfi',
+    'band_gap': 'band_gap',
     'diel_elec': 'diel_elec',
     'diel_ionic': 'diel_ionic',
 }
@@ -74,8 +76,9 @@ def load_matgl(name: str | os.PathLike):
 class GraphMember:
     """One matgl graph model and the state attribute it is called with.
 
-    ``state`` is ``[PBE_FIDELITY]`` for models with a fidelity embedding (the band-gap MEGNet and the ε
-    members fine-tuned from it) and ``None`` for the others (matgl then uses the converter's default).
+    ``state`` is ``[PBE_FIDELITY]`` for models with a fidelity embedding (the band-gap MEGNet and the ε and
+    band-gap members fine-tuned from it, which keep its state embedding and were trained at state 0) and
+    ``None`` for the others (matgl then uses the converter's default).
     """
 
     model: torch.nn.Module
@@ -147,7 +150,7 @@ def load_model_set(
         return ModelSet(target, members, card.get('transform', 'identity'), architecture, str(location))
     if (
         isinstance(location, str)
-        and target in ('diel_elec', 'diel_ionic')
+        and target in ('band_gap', 'diel_elec', 'diel_ionic')
         and location == DEFAULT_MODELS[target]
     ):
         raise FileNotFoundError(
