@@ -1,0 +1,64 @@
+"""Band gap of the packaged ensemble against the pretrained MEGNet, on the ε models' seeded test split.
+
+Prints, per model: gap MAE/RMSE/R²/Spearman, agreement with DFT on the E_gap ≥ 0.5 eV filter, Φ metrics
+with the predicted gap (ε from the packaged ensembles), and single predictions for a few rocksalts and Al.
+The figures in docs/models.md ("Band gap") come from this script:
+
+    python scripts/compare_band_gap_models.py ../shared/data/petousis2017/dielectric_constant.csv \
+        ../shared/models/matgl/MEGNet-MP-2019.4.1-BandGap-mfi
+"""
+
+import argparse
+import json
+
+import numpy as np
+from pymatgen.core import Lattice, Structure
+
+from aiida_dielectrics.cli.train import predict_gap
+from aiida_dielectrics.ml import dataset, evaluation, splits
+from aiida_dielectrics.ml.ensemble import DEFAULT_MODELS, Ensemble
+
+
+def rocksalt(cation: str, anion: str, a: float) -> Structure:
+    return Structure.from_spacegroup('Fm-3m', Lattice.cubic(a), [cation, anion], [[0, 0, 0], [0.5, 0.5, 0.5]])
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('csv', help='Petousis 2017 CSV')
+    parser.add_argument('pretrained', help='folder of the pretrained MEGNet band-gap model')
+    arguments = parser.parse_args()
+
+    data = dataset.from_petousis(arguments.csv)
+    test = splits.train_val_test(data.formulas).test
+    structures = [data.structures[i] for i in test]
+    elec, _ = Ensemble.load(DEFAULT_MODELS / 'diel_elec').predict(structures)
+    ionic, _ = Ensemble.load(DEFAULT_MODELS / 'diel_ionic').predict(structures)
+    gaps = data.band_gap[test]
+    truth = evaluation.quantities(data.diel_elec[test], data.diel_ionic[test], gaps, gaps)
+    examples = {
+        'MgO': rocksalt('Mg', 'O', 4.25),
+        'CaO': rocksalt('Ca', 'O', 4.83),
+        'MgS': rocksalt('Mg', 'S', 5.23),
+        'CaS': rocksalt('Ca', 'S', 5.72),
+        'Al': Structure.from_spacegroup('Fm-3m', Lattice.cubic(4.04), ['Al'], [[0, 0, 0]]),
+    }
+    for name, model in (
+        ('pretrained MEGNet', arguments.pretrained),
+        ('packaged ensemble', DEFAULT_MODELS / 'band_gap'),
+    ):
+        predicted = predict_gap(model, structures)
+        scores = evaluation.score(truth, evaluation.quantities(elec, ionic, gaps, predicted))
+        report = {
+            'gap': evaluation.regression_metrics(gaps, predicted),
+            'gap_filter_agreement': float(np.mean((predicted >= 0.5) == (gaps >= 0.5))),
+            'fom_pred_gap': scores['fom_pred_gap'],
+            'examples': dict(
+                zip(examples, map(float, predict_gap(model, list(examples.values()))), strict=True)
+            ),
+        }
+        print(name, json.dumps(report, indent=1))
+
+
+if __name__ == '__main__':
+    main()
