@@ -94,12 +94,8 @@ def group_inputs(label: str, limit: int | None = None) -> tuple[dict, dict]:
     return structures, dielectrics
 
 
-def run_training(
-    group, target, architecture, members, seed, hyperparameters, output=None, limit=None, progress=print
-):
-    """Run :func:`train_model` on a group's nodes; optionally also export the ensemble to ``output``."""
-    structures, dielectrics = group_inputs(group, limit)
-    progress(f'training {target} on {len(dielectrics)} materials of group {group}')
+def train_and_export(structures, dielectrics, target, architecture, members, seed, hyperparameters, output):
+    """Run :func:`train_model` on paired nodes; optionally also export the ensemble to ``output``."""
     node = train_model(
         target=Str(target),
         architecture=Str(architecture),
@@ -112,6 +108,17 @@ def run_training(
     if output:
         node.export_to(pathlib.Path(output))
     return node
+
+
+def run_training(
+    group, target, architecture, members, seed, hyperparameters, output=None, limit=None, progress=print
+):
+    """Run :func:`train_model` on a group's nodes; optionally also export the ensemble to ``output``."""
+    structures, dielectrics = group_inputs(group, limit)
+    progress(f'training {target} on {len(dielectrics)} materials of group {group}')
+    return train_and_export(
+        structures, dielectrics, target, architecture, members, seed, hyperparameters, output
+    )
 
 
 class RetrainError(ValueError):
@@ -188,15 +195,6 @@ def run_retraining(
         f'retraining {target} on {len(dielectrics) - len(base)} DFPT results of campaign {campaign} '
         f'plus {len(base)} materials of group {base_group}'
     )
-    node = train_model(
-        target=Str(target),
-        architecture=Str(architecture),
-        members=Int(members),
-        seed=Int(seed),
-        hyperparameters=Dict(hyperparameters),
-        structures=structures,
-        dielectrics=dielectrics,
+    return train_and_export(
+        structures, dielectrics, target, architecture, members, seed, hyperparameters, output
     )
-    if output:
-        node.export_to(pathlib.Path(output))
-    return node
