@@ -36,6 +36,7 @@ def campaign(arguments) -> dict:
     from aiida_dielectrics.ml.inference import predict
     from aiida_dielectrics.ml.loading import load_predictors
     from aiida_dielectrics.petousis import Row, read_rows
+    from aiida_dielectrics.provenance import run_in_bulk
     from aiida_dielectrics.workflows.screening import select_candidates
 
     seeds = [row for row in read_rows(arguments.csv) if isinstance(row, Row)][: arguments.seeds]
@@ -46,7 +47,8 @@ def campaign(arguments) -> dict:
     times = {}
 
     start = time.perf_counter()
-    generated = generate_candidates(
+    generated, _ = run_in_bulk(
+        generate_candidates,
         parameters=Dict({'threshold': 1e-4, 'max_candidates': arguments.n}),
         **{f'seed_{i}': StructureData(pymatgen=row.structure) for i, row in enumerate(seeds)},
     )
@@ -64,7 +66,9 @@ def campaign(arguments) -> dict:
     times['storage and provenance'] = process - ml
 
     start = time.perf_counter()
-    select_candidates(parameters=Dict({'count': 10, 'ranking': 'fom_adj'}), **outputs['predictions'])
+    run_in_bulk(
+        select_candidates, parameters=Dict({'count': 10, 'ranking': 'fom_adj'}), **outputs['predictions']
+    )
     times['selection'] = time.perf_counter() - start
     return {'candidates': len(candidates), 'predicted': len(outputs['predictions']), 'seconds': times}
 

@@ -20,6 +20,7 @@ from tqdm import tqdm
 from aiida_dielectrics.calculations import generate_candidates
 from aiida_dielectrics.ml.loading import DEFAULT_MODELS, resolve
 from aiida_dielectrics.predictors import model_node
+from aiida_dielectrics.provenance import run_in_bulk
 from aiida_dielectrics.workflows.screening import ScreeningWorkChain
 
 #: 3d cations with open shells in their usual oxidation states, and the lanthanides.
@@ -51,7 +52,8 @@ arguments = parser.parse_args()
 
 # Seed: rocksalt MgS. Substitution explores nearby chalcogenides and halides of the same prototype.
 seed = Structure.from_spacegroup('Fm-3m', Lattice.cubic(5.20), ['Mg', 'S'], [[0, 0, 0], [0.5, 0.5, 0.5]])
-generated = generate_candidates(
+generated, _ = run_in_bulk(
+    generate_candidates,
     parameters=orm.Dict({'threshold': 1e-3, 'max_candidates': arguments.max_candidates}),
     MgS=orm.StructureData(pymatgen=seed.get_primitive_structure()),
 )

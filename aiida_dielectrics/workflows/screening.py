@@ -1,7 +1,8 @@
 """``dielectrics.screening``: candidates → ML predictions → selection → DFPT → summary.
 
 One campaign in one provenance graph: the predictions come from one calcfunction per batch
-(:func:`aiida_dielectrics.predictors.predict_structures`), the selection from :func:`select_candidates`,
+(:func:`aiida_dielectrics.predictors.predict_structures`), the selection from :func:`select_candidates`
+(both with their links written in bulk, :func:`aiida_dielectrics.provenance.run_in_bulk`),
 every DFPT verification is a child ``dielectrics.dfpt.qe`` or ``dielectrics.dfpt.vasp`` work chain on the
 candidate's own structure node, and :func:`summarize_campaign` compares prediction with DFPT.
 A failed DFPT child is reported in the summary; it does not stop the others.
@@ -20,6 +21,7 @@ from aiida_dielectrics.data.dielectric import DielectricData
 from aiida_dielectrics.data.model import ModelData
 from aiida_dielectrics.data.prediction import PredictionData
 from aiida_dielectrics.predictors import predict_structures
+from aiida_dielectrics.provenance import run_in_bulk
 
 #: The original study counted a DFPT Φ above 240 eV as a hit (155/2532 ≈ 6 %).
 DEFAULT_HIT_THRESHOLD = 240.0
@@ -205,7 +207,8 @@ class ScreeningWorkChain(WorkChain):
         predictions, skipped = {}, {}
         for start in range(0, len(keys), size):
             batch = {key: self.inputs.candidates[key] for key in keys[start : start + size]}
-            results = predict_structures(
+            results, _ = run_in_bulk(
+                predict_structures,
                 structures=batch,
                 models=dict(self.inputs.models),
                 parameters=orm.Dict({'batch_size': size}),
@@ -227,7 +230,7 @@ class ScreeningWorkChain(WorkChain):
             'count': self.inputs.num_verify.value,
             'ranking': self.inputs.ranking.value,
         }
-        chosen = select_candidates(parameters=orm.Dict(parameters), **self.ctx.predictions)
+        chosen, _ = run_in_bulk(select_candidates, parameters=orm.Dict(parameters), **self.ctx.predictions)
         self.out('selection', chosen)
         self.ctx.selection = chosen
         self.ctx.queue = list(chosen['selected'])

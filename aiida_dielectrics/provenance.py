@@ -1,0 +1,99 @@
+"""Run a calcfunction over thousands of nodes and write its provenance in bulk.
+
+AiiDA's engine validates each link as it adds it: a uniqueness query and a cycle check (a recursive
+``with_ancestors`` query), 30–100 ms per link on SQLite. A prediction batch has two links per structure
+(its structure in, its prediction out), so for 10,000 candidates the engine spends most of the campaign
+validating links that cannot be wrong: every output is a new node, so no cycle and no duplicate is
+possible. :func:`run_in_bulk` runs the function's body, then, in one storage transaction, stores the
+process node and the new nodes (``Node.store``, flushed rather than committed one by one: 2 ms instead of
+8 ms a node) and inserts every link with one ``bulk_insert``, as ``verdi archive import`` does. The graph is the one the engine writes — same node types, attributes, hashes, link types
+and labels, the CALL link from a calling work chain — which ``tests/test_provenance.py`` checks by
+comparing the two.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from aiida.common.links import LinkType
+from aiida.engine import ExitCode, Process, ProcessState
+from aiida.engine.processes.ports import PORT_NAMESPACE_SEPARATOR as SEPARATOR
+from aiida.manage import get_manager
+from aiida.orm import CalcFunctionNode, Data
+from aiida.orm.entities import EntityTypes
+
+
+def run_in_bulk(function, metadata: Mapping | None = None, **inputs) -> tuple[dict, CalcFunctionNode]:
+    """Like ``function.run_get_node(**inputs)`` for a calcfunction, with the provenance written in bulk.
+
+    ``inputs`` may be nested mappings (namespaces) of ``Data`` nodes, stored or not; ``metadata`` takes
+    ``label``, ``description`` and ``call_link_label`` as the engine's does. Returns what the engine
+    returns (the stored outputs) and the finished process node. If the function raises, nothing is
+    stored; an :class:`~aiida.engine.ExitCode` it returns is recorded as the engine would.
+    """
+    metadata = dict(metadata or {})
+    flat_inputs = flatten(inputs)
+    for label, node in flat_inputs.items():
+        if not isinstance(node, Data):
+            raise TypeError(f'input {label} is a {type(node).__name__}, not a Data node')
+    process_class = function.process_class
+    problem = process_class.spec().inputs.validate(inputs)
+    if problem is not None:
+        raise ValueError(f'invalid inputs for {process_class._func.__name__}: {problem}')
+    result = process_class._func(**inputs)
+    exit_code = result if isinstance(result, ExitCode) else ExitCode()
+    outputs = {} if isinstance(result, ExitCode) else result
+    if isinstance(outputs, Data):
+        outputs = {process_class.SINGLE_OUTPUT_LINKNAME: outputs}
+    flat_outputs = flatten(outputs)
+    for label, node in flat_outputs.items():
+        if not isinstance(node, Data) or node.is_stored:
+            raise ValueError(f'output {label} must be a new (unstored) Data node')
+
+    caller = Process.current()
+    process = CalcFunctionNode(label=metadata.get('label', ''), description=metadata.get('description', ''))
+    process.set_process_type(process_class.build_process_type())
+    process.set_process_label(process_class._func.__name__)
+    process.base.attributes.set_many(
+        get_manager().get_runner().plugin_version_provider.get_version_info(process_class)
+    )
+    process.set_metadata_inputs(None)
+    process.store_source_info(process_class._func)
+    process.set_process_state(ProcessState.FINISHED)
+    process.set_exit_status(exit_code.status)
+    process.set_exit_message(exit_code.message)
+    process.seal()
+
+    backend = process.backend
+    with backend.transaction():
+        for node in [process, *flat_inputs.values(), *flat_outputs.values()]:
+            if not node.is_stored:
+                node.store()
+        links = [
+            link_row(node.pk, process.pk, LinkType.INPUT_CALC, label) for label, node in flat_inputs.items()
+        ]
+        links += [
+            link_row(process.pk, node.pk, LinkType.CREATE, label) for label, node in flat_outputs.items()
+        ]
+        if caller is not None:
+            label = metadata.get('call_link_label', 'CALL')
+            links.append(link_row(caller.node.pk, process.pk, LinkType.CALL_CALC, label))
+        backend.bulk_insert(EntityTypes.LINK, links)
+        process.base.caching.rehash()
+    return (result if isinstance(result, Data) else outputs), process
+
+
+def link_row(source: int, target: int, link_type: LinkType, label: str) -> dict:
+    return {'input_id': source, 'output_id': target, 'type': link_type.value, 'label': label}
+
+
+def flatten(namespace: Mapping, prefix: str = '') -> dict:
+    """``{'a': {'b': x}}`` → ``{'a__b': x}``: nested port namespaces as link labels."""
+    flat = {}
+    for key, value in namespace.items():
+        label = f'{prefix}{key}'
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, f'{label}{SEPARATOR}'))
+        else:
+            flat[label] = value
+    return flat
