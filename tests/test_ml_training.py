@@ -108,6 +108,8 @@ def test_tiny_training_writes_a_card_and_round_trips(tiny, tmp_path):
     assert card['target'] == 'diel_elec' and card['architecture'] == 'megnet' and card['members'] == 2
     assert card['split']['sizes']['test'] == len(card['split']['test_ids']) > 0
     assert {'mae', 'rmse', 'r2', 'spearman', 'within_1sigma'} <= set(card['metrics']['test'])
+    # σ is recalibrated on the validation part after training (tests/test_calibration.py has the details).
+    assert card['calibration']['fitted_on'] == 'val' and card['sigma_scale'] == ensemble.sigma_scale > 0
     assert len(card['sha256']) == 64 and all(
         (folder / 'member_1' / f).is_file() for f in ('model.pt', 'state.pt', 'model.json')
     )

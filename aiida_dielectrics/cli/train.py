@@ -1,4 +1,5 @@
-"""``aiida-dielectrics train`` and ``evaluate``: fit ε ensembles and measure them, with or without AiiDA."""
+"""``aiida-dielectrics train``, ``calibrate`` and ``evaluate``: fit ε ensembles, calibrate their σ and measure
+them, with or without AiiDA."""
 
 from __future__ import annotations
 
@@ -120,7 +121,64 @@ def train(
     )
     folder = ensemble.save(output)
     test = ensemble.card['metrics']['test']
-    echo(f'wrote {folder}: test MAE {test["mae"]:.3f}, R² {test["r2"]:.3f}, Spearman {test["spearman"]:.3f}')
+    echo(
+        f'wrote {folder}: test MAE {test["mae"]:.3f}, R² {test["r2"]:.3f}, Spearman {test["spearman"]:.3f}, '
+        f'σ scale {ensemble.sigma_scale:.2f} (within ±1σ {test["within_1sigma"]:.2f})'
+    )
+
+
+@cli.command('calibrate')
+@click.option(
+    '--data',
+    'csv',
+    type=click.Path(exists=True, dir_okay=False),
+    required=True,
+    help='Petousis 2017 CSV the ensembles were trained on.',
+)
+@click.option('--threads', type=click.IntRange(1), default=1, show_default=True, help='torch CPU threads.')
+@click.argument('folders', nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
+def calibrate(csv, threads, folders):
+    """Fit the σ scale of trained ensembles on their validation part, without retraining.
+
+    Training does this itself; this command calibrates ensembles trained before it did. Each FOLDER's
+    seeded split (seed and fractions from its card, checked against the card's sha256) and members
+    (checked against their sha256, never rewritten) are used as they are; only model_card.json changes:
+    sigma_scale, calibration (before/after on val and test) and metrics.test with calibrated σ.
+
+    \b
+    aiida-dielectrics calibrate --data dielectric_constant.csv aiida_dielectrics/models/diel_elec
+    """
+    import torch
+
+    from aiida_dielectrics.ml import dataset, splits, training
+    from aiida_dielectrics.ml.ensemble import Ensemble, members_sha256, write_card
+
+    torch.set_num_threads(threads)
+    data = dataset.from_petousis(csv)
+    for folder in map(pathlib.Path, folders):
+        ensemble = Ensemble.load(folder)
+        card = ensemble.card
+        if card['sha256'] != members_sha256(folder):
+            raise click.ClickException(f'{folder}: the member files do not match the sha256 in its card')
+        split = splits.train_val_test(data.formulas, card['split']['seed'], card['split']['fractions'])
+        if splits.split_hash(data.material_ids, split) != card['split']['sha256']:
+            raise click.ClickException(f'{folder} was trained on other data or another split than {csv}')
+        result = training.calibrate(ensemble, data, split)
+        write_card(folder, ensemble.card)
+        if not result:
+            echo(f'{folder}: one member, no spread to calibrate (σ scale 1)')
+            continue
+        shares = {
+            part: ' → '.join(
+                f'{result[part][when]["within_1sigma"]:.3f}/{result[part][when]["within_2sigma"]:.3f}'
+                for when in ('before', 'after')
+            )
+            for part in ('val', 'test')
+        }
+        echo(
+            f'{folder}: σ scale {ensemble.sigma_scale:.3f}; within ±1σ/±2σ on val {shares["val"]}, '
+            f'on test {shares["test"]}; test MAE {ensemble.card["metrics"]["test"]["mae"]:.4f}'
+        )
 
 
 @cli.command('retrain')
@@ -205,15 +263,21 @@ def retrain(
 
 def predict_gap(name: str, structures) -> np.ndarray:
     """PBE band gaps (eV, clipped at 0) from an ensemble folder (``model_card.json``) or a single MEGNet."""
+    return predict_gap_and_std(name, structures)[0]
+
+
+def predict_gap_and_std(name: str, structures) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`predict_gap` and the gaps' σ: the ensemble's calibrated σ, or 0 for a single MEGNet."""
     from aiida_dielectrics.ml import loading
     from aiida_dielectrics.ml.ensemble import Ensemble, MEGNetMember
 
     location = loading.resolve(name)
     if isinstance(location, pathlib.Path) and (location / loading.CARD).is_file():
-        gap = Ensemble.load(location).predict(structures)[0]
+        gap, std = Ensemble.load(location).predict(structures)
     else:
         gap = MEGNetMember.load(str(location)).predict(structures)
-    return np.clip(gap, 0, None)
+        std = np.zeros_like(gap)
+    return np.clip(gap, 0, None), std
 
 
 @cli.command('evaluate')
@@ -298,7 +362,7 @@ def evaluate(csv, models, gap_model, cv_folds, cv_members, cv_epochs, threads, o
     echo(f'{len(data)} materials; test split {len(split.test)}; loading ensembles from {root}')
     ensembles = {target: Ensemble.load(root / target) for target in cards}
     echo(f'predicting band gaps ({gap_model}, PBE fidelity)')
-    pred_gap = predict_gap(gap_model, data.structures)
+    pred_gap, pred_gap_std = predict_gap_and_std(gap_model, data.structures)
     cv = None
     if cv_folds:
         hyperparameters = {key: cards['diel_elec']['hyperparameters'][key] for key in ('batch_size', 'lr')}
@@ -319,7 +383,7 @@ def evaluate(csv, models, gap_model, cv_folds, cv_members, cv_epochs, threads, o
             )
             for target in cards
         }
-    results = evaluation.evaluate(data, ensembles, pred_gap, split, cv)
+    results = evaluation.evaluate(data, ensembles, pred_gap, split, cv, pred_gap_std)
     seconds = time.perf_counter() - start
     arguments = sys.argv[sys.argv.index('evaluate') + 1 :] if 'evaluate' in sys.argv else []
     command = 'aiida-dielectrics evaluate ' + ' '.join(shlex.quote(arg) for arg in arguments)
@@ -332,13 +396,18 @@ def evaluate(csv, models, gap_model, cv_folds, cv_members, cv_epochs, threads, o
         f'Ensembles: {root.name}/diel_elec and diel_ionic, {architecture}, {hp["members"]} members each, '
         f'{hp.get("max_epochs")} epochs; split seed {seed}, fractions {list(fraction)}, grouped by reduced formula, '
         f'sha256 `{cards["diel_elec"]["split"]["sha256"][:16]}…`.',
+        'σ is the member spread times the σ scale each card holds (fitted on the validation part): '
+        + ', '.join(f'{target} {ensemble.sigma_scale:.2f}' for target, ensemble in ensembles.items())
+        + f'. Φ (predicted gap) uses the band gap of `{gap_model}`, and its σ in σ_Φ, as screening does.',
     ]
     if cv:
         header.append(
             f'Cross-validation uses a cheaper setting than the shipped ensembles: {cv_members} member(s) × '
             f'{cv_epochs} epochs per fold; baselines are refitted per fold.'
         )
-    report = '\n'.join([*header, '', evaluation.markdown_tables(results, f'{architecture} ensemble')])
+    report = '\n'.join(
+        [*header, '', evaluation.markdown_tables(results, f'{architecture} ensemble', gap_model)]
+    )
     pathlib.Path(output).parent.mkdir(parents=True, exist_ok=True)
     pathlib.Path(output).write_text(report)
     if json_path:

@@ -8,8 +8,10 @@ A member learns a scalar in the *transformed* space (see :mod:`.transforms`) and
     member.save(folder); MemberClass.load(folder)
 
 :class:`Ensemble` maps member outputs back with :func:`.transforms.inverse_transform` and takes the
-mean and σ over members in the ORIGINAL space (ε), where they are used. On disk an ensemble is a
-folder with ``model_card.json`` and ``member_0/ … member_K/`` (for MEGNet, matgl's ``model.pt``,
+mean and σ over members in the ORIGINAL space (ε), where they are used. The member spread alone is
+over-confident, so σ is multiplied by the card's ``sigma_scale`` (fitted on the validation part by
+:func:`fit_sigma_scale`; 1 for cards without it). On disk an ensemble is a folder with
+``model_card.json`` and ``member_0/ … member_K/`` (for MEGNet, matgl's ``model.pt``,
 ``state.pt``, ``model.json``: the member is a ``TransformedTargetModel`` whose output is already
 de-normalised into the transformed space, to be called with ``state_attr = [0]``, the PBE fidelity of
 the band-gap model it is fine-tuned from).
@@ -260,18 +262,27 @@ class Ensemble:
         self.architecture = architecture
         self.card = card or {}
 
-    def predict_members(self, structures) -> np.ndarray:
-        """(members × structures) predictions in the original space."""
-        return np.stack(
-            [transforms.inverse_transform(self.transform, m.predict(structures)) for m in self.members]
-        )
+    @property
+    def sigma_scale(self) -> float:
+        """The factor the member spread is multiplied by to give a calibrated σ (1 if never fitted)."""
+        return float(self.card.get('sigma_scale', 1.0))
+
+    def predict_transformed(self, structures) -> np.ndarray:
+        """(members × structures) predictions in the transformed space."""
+        return np.stack([m.predict(structures) for m in self.members])
+
+    def summarize(self, outputs, calibrated: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and σ over members (rows of transformed ``outputs``) in the original space; σ times
+        :attr:`sigma_scale` unless ``calibrated`` is false (the raw member spread)."""
+        values = transforms.inverse_transform(self.transform, outputs)
+        scale = self.sigma_scale if calibrated else 1.0
+        return values.mean(axis=0), scale * values.std(axis=0)
 
     def predict(self, structures) -> tuple[np.ndarray, np.ndarray]:
-        values = self.predict_members(structures)
-        return values.mean(axis=0), values.std(axis=0)
+        """Mean and calibrated σ in the original space."""
+        return self.summarize(self.predict_transformed(structures))
 
     def save(self, folder) -> pathlib.Path:
-
         folder = pathlib.Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         for i, member in enumerate(self.members):
@@ -284,9 +295,7 @@ class Ensemble:
             'members': len(self.members),
         }
         card['sha256'] = members_sha256(folder)
-        card = json_safe(card)
-        (folder / CARD).write_text(json.dumps(card, indent=2, sort_keys=True, allow_nan=False) + '\n')
-        self.card = card
+        self.card = write_card(folder, card)
         return folder
 
     @classmethod
@@ -296,6 +305,20 @@ class Ensemble:
         kind = member_class(card['architecture'])
         members = [kind.load(folder / f'member_{i}') for i in range(card['members'])]
         return cls(members, card['target'], card['transform'], card['architecture'], card)
+
+
+def fit_sigma_scale(outputs, y) -> float:
+    """The σ scale s from held-out data: ``outputs`` (members × points) and truths ``y``, both in the
+    transformed space, where the errors of ε (multiplicative) are closer to Gaussian.
+
+    With z = (y − member mean) / member σ, s = √(π/2)·mean|z|: the σ of z if it were Gaussian, estimated
+    from the mean absolute z, which the few very large errors (near-metals) sway less than the root mean
+    square does. A first-order (delta-method) error maps σ of the transformed target to σ of ε by the
+    same factor, so s multiplies σ in the original space.
+    """
+    outputs = np.asarray(outputs, dtype=float)
+    z = (np.asarray(y, dtype=float) - outputs.mean(axis=0)) / outputs.std(axis=0)
+    return float(np.sqrt(np.pi / 2) * np.mean(np.abs(z)))
 
 
 def members_sha256(folder) -> str:
@@ -316,6 +339,14 @@ def json_safe(value):
     if isinstance(value, float | np.floating):
         return float(value) if np.isfinite(value) else None
     return value
+
+
+def write_card(folder, card: dict) -> dict:
+    """Write ``card`` (made strict JSON) as the folder's model card and return what was written."""
+    card = json_safe(card)
+    path = pathlib.Path(folder) / CARD
+    path.write_text(json.dumps(card, indent=2, sort_keys=True, allow_nan=False) + '\n')
+    return card
 
 
 def read_card(folder) -> dict:

@@ -123,7 +123,7 @@ LABELS = {
     'diel_ionic': 'ε_ionic',
     'diel_total': 'ε_total',
     'fom_dft_gap': 'Φ (DFT gap)',
-    'fom_pred_gap': 'Φ (MEGNet gap)',
+    'fom_pred_gap': 'Φ (predicted gap)',
 }
 
 
@@ -152,15 +152,21 @@ def score(truth: dict, predicted: dict, std: dict | None = None) -> dict[str, di
     return result
 
 
-def propagated_std(elec_std, ionic_std, dft_gap, pred_gap) -> dict[str, np.ndarray]:
-    """σ of each quantity from the ensemble σ of ε_elec and ε_ionic (gaps taken as exact)."""
-    total_std = np.hypot(elec_std, ionic_std)
+def propagated_std(
+    elec, elec_std, ionic, ionic_std, dft_gap, pred_gap, pred_gap_std
+) -> dict[str, np.ndarray]:
+    """σ of each quantity as screening propagates it (:func:`~aiida_dielectrics.fom.prediction_summary`)
+    from the σ of ε_elec, ε_ionic and the predicted gap; the DFT gap is exact."""
+    from aiida_dielectrics.fom import prediction_summary
+
+    dft = prediction_summary(elec, elec_std, ionic, ionic_std, dft_gap, 0.0)
+    predicted = prediction_summary(elec, elec_std, ionic, ionic_std, pred_gap, pred_gap_std)
     return {
         'diel_elec': elec_std,
         'diel_ionic': ionic_std,
-        'diel_total': total_std,
-        'fom_dft_gap': total_std * dft_gap,
-        'fom_pred_gap': total_std * pred_gap,
+        'diel_total': dft['diel_total_std'],
+        'fom_dft_gap': dft['fom_std'],
+        'fom_pred_gap': predicted['fom_std'],
     }
 
 
@@ -183,13 +189,16 @@ def baseline_predictions(data, train_idx, val_idx, test_idx) -> dict[str, dict[s
     return out
 
 
-def evaluate(data, ensembles: dict, pred_gap: np.ndarray, split, cv: dict | None = None) -> dict:
+def evaluate(
+    data, ensembles: dict, pred_gap: np.ndarray, split, cv: dict | None = None, pred_gap_std=None
+) -> dict:
     """Test-split and CV metrics of the ensembles and the baselines.
 
     ``ensembles`` maps ``diel_elec``/``diel_ionic`` to :class:`~.ensemble.Ensemble`; ``pred_gap`` is the
-    predicted band gap of every entry of ``data``; ``cv`` maps each target to the out-of-fold arrays of
-    :func:`.training.cross_validate` (optional).
+    predicted band gap of every entry of ``data`` and ``pred_gap_std`` its σ (default 0); ``cv`` maps
+    each target to the out-of-fold arrays of :func:`.training.cross_validate` (optional).
     """
+    pred_gap_std = np.zeros_like(pred_gap) if pred_gap_std is None else np.asarray(pred_gap_std)
     test = split.test
     # The truth is Φ with the DFT gap for both Φ columns; they differ in the gap the prediction uses.
     truth = quantities(data.diel_elec[test], data.diel_ionic[test], data.band_gap[test], data.band_gap[test])
@@ -200,7 +209,9 @@ def evaluate(data, ensembles: dict, pred_gap: np.ndarray, split, cv: dict | None
         'test': {
             'size': len(test),
             'ensemble': score(
-                truth, quantities(elec, ionic, *gaps), propagated_std(elec_std, ionic_std, *gaps)
+                truth,
+                quantities(elec, ionic, *gaps),
+                propagated_std(elec, elec_std, ionic, ionic_std, *gaps, pred_gap_std[test]),
             ),
         },
         'gap': regression_metrics(data.band_gap[test], pred_gap[test]),
@@ -208,17 +219,18 @@ def evaluate(data, ensembles: dict, pred_gap: np.ndarray, split, cv: dict | None
     for key, pred in baseline_predictions(data, split.train, split.val, test).items():
         results['test'][key] = score(truth, quantities(pred['diel_elec'], pred['diel_ionic'], *gaps))
     if cv:
-        results['cv'] = cross_validation_scores(data, cv, pred_gap)
+        results['cv'] = cross_validation_scores(data, cv, pred_gap, pred_gap_std)
     return results
 
 
-def cross_validation_scores(data, cv: dict, pred_gap) -> dict:
+def cross_validation_scores(data, cv: dict, pred_gap, pred_gap_std=None) -> dict:
     """Per-fold metrics (model and baselines) and their mean and standard deviation over folds."""
     from aiida_dielectrics.ml import splits
 
     elec, ionic = cv['diel_elec'], cv['diel_ionic']
     if not np.array_equal(elec['index'], ionic['index']):
         raise ValueError('the CV runs of ε_elec and ε_ionic used different folds')
+    pred_gap_std = np.zeros_like(pred_gap) if pred_gap_std is None else np.asarray(pred_gap_std)
     per_fold = {'ensemble': [], 'mean': [], 'ridge': []}
     for k in np.unique(elec['fold']):
         rows = elec['fold'] == k
@@ -228,10 +240,15 @@ def cross_validation_scores(data, cv: dict, pred_gap) -> dict:
         truth = quantities(data.diel_elec[held], data.diel_ionic[held], gaps[0], gaps[0])
         # One member per fold has σ = 0: no calibration to report then.
         spread = np.any(elec['std'][rows] > 0) or np.any(ionic['std'][rows] > 0)
-        std = propagated_std(elec['std'][rows], ionic['std'][rows], *gaps) if spread else None
-        per_fold['ensemble'].append(
-            score(truth, quantities(elec['mean'][rows], ionic['mean'][rows], *gaps), std)
+        predicted = (elec['mean'][rows], ionic['mean'][rows])
+        std = (
+            propagated_std(
+                predicted[0], elec['std'][rows], predicted[1], ionic['std'][rows], *gaps, pred_gap_std[held]
+            )
+            if spread
+            else None
         )
+        per_fold['ensemble'].append(score(truth, quantities(*predicted, *gaps), std))
         inner = splits.train_val_test([data.formulas[i] for i in pool], splits.SEED + int(k), (0.9, 0.1, 0.0))
         for key, pred in baseline_predictions(data, pool[inner.train], pool[inner.val], held).items():
             per_fold[key].append(score(truth, quantities(pred['diel_elec'], pred['diel_ionic'], *gaps)))
@@ -257,8 +274,8 @@ def _fmt(value, digits=2) -> str:
     return '—' if np.isnan(value) else f'{value:.{digits}f}'
 
 
-def markdown_tables(results: dict, model_name: str = 'MEGNet ensemble') -> str:
-    """The metric tables of :func:`evaluate` as Markdown."""
+def markdown_tables(results: dict, model_name: str = 'MEGNet ensemble', gap_model: str = 'predicted') -> str:
+    """The metric tables of :func:`evaluate` as Markdown; ``gap_model`` names the band-gap model."""
     names = {'ensemble': model_name, 'ridge': 'composition ridge', 'mean': 'dummy (train mean)'}
     lines = [f'### Test split ({results["test"]["size"]} materials)', '']
     header = '| quantity | model | MAE | RMSE | R² | Spearman ρ | top-10 % precision |'
@@ -284,7 +301,7 @@ def markdown_tables(results: dict, model_name: str = 'MEGNet ensemble') -> str:
     lines += ['', '(A Gaussian error with the predicted σ would give 0.68 and 0.95.)', '']
     g = results['gap']
     lines += [
-        f'Band gap (MEGNet, PBE fidelity) on the test split: MAE {_fmt(g["mae"])} eV, '
+        f'Band gap ({gap_model}, PBE) on the test split: MAE {_fmt(g["mae"])} eV, '
         f'R² {_fmt(g["r2"])}, Spearman ρ {_fmt(g["spearman"])}.',
         '',
     ]

@@ -2,7 +2,8 @@
 
 Targets are learnt in log space (:data:`.transforms.DEFAULT_TRANSFORM`); members differ in their seed
 (data order and read-out initialisation). The returned ensemble carries its model card: data, split,
-hyper-parameters, per-member training history and test metrics in the original space.
+hyper-parameters, per-member training history, the σ scale fitted on the validation part
+(:func:`calibrate`) and test metrics in the original space.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import numpy as np
 
 from aiida_dielectrics.ml import evaluation, splits, transforms
 from aiida_dielectrics.ml.dataset import Dataset
-from aiida_dielectrics.ml.ensemble import Ensemble, member_class
+from aiida_dielectrics.ml.ensemble import Ensemble, fit_sigma_scale, member_class
 
 
 def ids_sha256(material_ids) -> str:
@@ -71,7 +72,6 @@ def train_ensemble(
         data, target, split.train, split.val, architecture, members, seed, hyperparameters, progress
     )
     test = data.subset(split.test)
-    mean, std = ensemble.predict(test.structures)
     ensemble.card.update(
         {
             'data': {'source': source, 'entries': len(data), 'ids_sha256': ids_sha256(data.material_ids)},
@@ -85,15 +85,49 @@ def train_ensemble(
             },
             'hyperparameters': {'members': members, 'seed': seed, **kind_hyperparameters(ensemble)},
             'training': histories,
-            'metrics': {
-                'test': {
-                    **evaluation.regression_metrics(test.target(target), mean),
-                    **evaluation.calibration(test.target(target), mean, std),
-                }
-            },
         }
     )
+    calibrate(ensemble, data, split)
     return ensemble
+
+
+def calibrate(ensemble: Ensemble, data: Dataset, split: splits.Split) -> dict:
+    """Fit the ensemble's σ scale on the validation part and measure the test part with it.
+
+    Writes ``sigma_scale``, ``calibration`` (share of truths within ±1σ and ±2σ before and after scaling,
+    on the validation part it is fitted on and on the test part) and ``metrics.test`` (with calibrated σ)
+    into the card; returns ``calibration``. With one member (no spread) or no validation part the scale
+    stays 1.
+    """
+    parts = {'val': split.val, 'test': split.test}
+    truth = data.target(ensemble.target)
+    outputs = {
+        part: ensemble.predict_transformed([data.structures[i] for i in index])
+        for part, index in parts.items()
+    }
+    raw = {part: ensemble.summarize(values, calibrated=False) for part, values in outputs.items()}
+    scale, calibration = 1.0, {}
+    if len(ensemble.members) > 1 and len(split.val):
+        scale = fit_sigma_scale(outputs['val'], transforms.transform(ensemble.transform, truth[split.val]))
+        calibration = {
+            'fitted_on': 'val',
+            'method': 'sqrt(pi/2) * mean |z| in the transformed space',
+            **{
+                part: {
+                    'size': len(index),
+                    'before': evaluation.calibration(truth[index], *raw[part]),
+                    'after': evaluation.calibration(truth[index], raw[part][0], scale * raw[part][1]),
+                }
+                for part, index in parts.items()
+            },
+        }
+    mean, std = raw['test']
+    test = {
+        **evaluation.regression_metrics(truth[split.test], mean),
+        **evaluation.calibration(truth[split.test], mean, scale * std),
+    }
+    ensemble.card.update({'sigma_scale': scale, 'calibration': calibration, 'metrics': {'test': test}})
+    return calibration
 
 
 def kind_hyperparameters(ensemble: Ensemble) -> dict:
