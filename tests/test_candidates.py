@@ -81,6 +81,23 @@ def test_generation_is_ranked_bounded_balanced_and_excludes_known(petousis_formu
     assert np.allclose(mno.structure.lattice.angles, 90)
 
 
+def test_labels_from_the_seed_symmetry_equal_a_new_analysis(petousis_csv):
+    """Labels relabelled from each seed's symmetry equal spglib's on the candidate itself."""
+    seeds = {
+        f'seed_{i}': row.structure
+        for i, row in enumerate(row for row in read_rows(petousis_csv) if isinstance(row, Row))
+        if i < 25
+    }
+    found, _ = candidates.generate_substitutions(seeds, threshold=1e-4, max_candidates=150)
+    decorated = [candidates.with_oxidation_states(seed) for seed in seeds.values()]
+    fast = [candidates.SeedSymmetry.of(seed) for seed in decorated if seed is not None]
+    assert sum(symmetry is not None for symmetry in fast) >= 20  # the relabelling, not the fallback
+    assert len({item.source for item in found}) > 5
+    assert len({item.protostructure.split('_')[2] for item in found}) > 3  # several space groups
+    for item in found:
+        assert item.protostructure == candidates.protostructure_label(item.structure)
+
+
 def test_unusable_seed_is_reported():
     found, rejected = candidates.generate_substitutions({'metal': rocksalt(elements=('Na', 'K'))})
     assert found == []
