@@ -398,7 +398,7 @@ def evaluate(csv, models, gap_model, cv_folds, cv_members, cv_epochs, threads, o
         f'sha256 `{cards["diel_elec"]["split"]["sha256"][:16]}…`.',
         'σ is the member spread times the σ scale each card holds (fitted on the validation part): '
         + ', '.join(f'{target} {ensemble.sigma_scale:.2f}' for target, ensemble in ensembles.items())
-        + f'. Φ (predicted gap) uses the band gap of `{gap_model}`, and its σ in σ_Φ, as screening does.',
+        + f'. Φ (predicted gap) uses the band gap of `{gap_model}` and adds its σ to σ_Φ (`fom.prediction_summary`).',
     ]
     if cv:
         header.append(

@@ -322,5 +322,10 @@ def markdown_tables(results: dict, model_name: str = 'MEGNet ensemble', gap_mode
                     f'| {LABELS[quantity]} | {names[model]} | {_fmt(m["mae"])} | {_fmt(m["r2"])} | '
                     f'{_fmt(m["spearman"])} | {top} | {sigma} |'
                 )
-        lines.append('')
+        lines += [
+            '',
+            f'(Φ (predicted gap) uses {gap_model} as it is, not refitted per fold: a gap model trained on '
+            'the train part of this split has seen most of these materials, which makes those rows optimistic.)',
+            '',
+        ]
     return '\n'.join(lines)
