@@ -122,6 +122,19 @@ def test_batched_equals_naive(model_sets, petousis_structures):
     assert table['protostructure'].str.contains(':').all()
 
 
+def test_screening_sigma_is_the_calibrated_ensemble_sigma(petousis_structures):
+    """Batched screening scales the member spread by the card's ``sigma_scale``, as ``Ensemble.predict``."""
+    from aiida_dielectrics.ml.ensemble import Ensemble
+
+    folder = loading.PACKAGED_MODELS / 'diel_ionic'
+    model_set = loading.load_model_set('diel_ionic', folder)
+    assert model_set.sigma_scale == json.loads((folder / 'model_card.json').read_text())['sigma_scale'] > 1
+    table = inference.predict(petousis_structures[:3], {'diel_ionic': model_set}, labels=False)
+    mean, std = Ensemble.load(folder).predict(petousis_structures[:3])
+    np.testing.assert_allclose(table['diel_ionic'], mean, rtol=1e-4)
+    np.testing.assert_allclose(table['diel_ionic_std'], std, rtol=1e-4)
+
+
 def test_hull_against_predictions_and_reference():
     # A-B line: AB at -1 eV/atom is on the hull, A3B at -0.2 lies 0.3 eV/atom above A–AB.
     values = hull.e_above_hull(['Li', 'Li3F', 'LiF'], [0.0, -0.2, -1.0])

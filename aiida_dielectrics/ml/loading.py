@@ -118,17 +118,19 @@ class ModelSet:
     transform: str = 'identity'
     architecture: str = 'megnet'
     source: str = ''
+    sigma_scale: float = 1.0
 
     @property
     def is_graph(self) -> bool:
         return all(isinstance(member, GraphMember) for member in self.members)
 
     def combine(self, outputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Mean and σ over members (rows of ``outputs``) in the original space."""
+        """Mean and calibrated σ (member spread × ``sigma_scale``) over members (rows of ``outputs``) in
+        the original space."""
         from aiida_dielectrics.ml.transforms import inverse_transform
 
         values = inverse_transform(self.transform, outputs)
-        return values.mean(axis=0), values.std(axis=0)
+        return values.mean(axis=0), self.sigma_scale * values.std(axis=0)
 
 
 def load_model_set(
@@ -147,7 +149,14 @@ def load_model_set(
             from aiida_dielectrics.ml.ensemble import member_class
 
             members = [member_class(architecture).load(folder) for folder in folders]
-        return ModelSet(target, members, card.get('transform', 'identity'), architecture, str(location))
+        return ModelSet(
+            target,
+            members,
+            card.get('transform', 'identity'),
+            architecture,
+            str(location),
+            float(card.get('sigma_scale', 1.0)),
+        )
     if (
         isinstance(location, str)
         and target in ('band_gap', 'diel_elec', 'diel_ionic')
