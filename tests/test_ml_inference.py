@@ -222,6 +222,19 @@ def test_prediction_process_links_structures_and_models(aiida_profile, model_dir
     assert prediction.protostructure == expected.loc[0, 'protostructure']
 
 
+def test_pymatgen_structure_equals_get_pymatgen(aiida_profile, petousis_structures):
+    from aiida.orm import StructureData
+
+    from aiida_dielectrics.predictors import pymatgen_structure
+
+    for structure in petousis_structures:
+        node = StructureData(pymatgen=structure)
+        assert pymatgen_structure(node) == node.get_pymatgen() == structure
+    slab = StructureData(pymatgen=petousis_structures[0])
+    slab.pbc = (True, True, False)
+    assert pymatgen_structure(slab) == slab.get_pymatgen()  # the fallback
+
+
 def _folders():
     return {'e_form': EFORM, 'band_gap': GAP, 'diel_elec': 'diel_elec', 'diel_ionic': 'diel_ionic'}
 
