@@ -117,7 +117,9 @@ class SeedSymmetry:
             for _, group in itertools.groupby(orbits, key=lambda orbit: orbit[0])
         )
         wyckoffs = canonicalize_element_wyckoffs(wyckoffs, self.spacegroup)
-        prototype = get_prototype_formula_from_composition(composition)
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore', FutureWarning)  # pymatgen's own use of a deprecated gcd
+            prototype = get_prototype_formula_from_composition(composition)
         return f'{prototype}_{self.pearson}_{self.spacegroup}_{wyckoffs}:{composition.chemical_system}'
 
 
