@@ -24,3 +24,19 @@ def shared():
 @pytest.fixture(scope='session')
 def petousis_csv(shared):
     return shared / 'data' / 'petousis2017' / 'dielectric_constant.csv'
+
+
+@pytest.fixture
+def qe(aiida_localhost, shared):
+    """The shared PseudoDojo folder as a cutoffs family and pw.x/ph.x codes on localhost."""
+    from qe_setup import FAMILY
+
+    from aiida_dielectrics import environment
+
+    folder = shared / 'pseudos' / 'PseudoDojo-0.4-PBE-SR-noCC-standard'
+    hints = shared / 'pseudos' / 'PseudoDojo-0.4-PBE-SR-standard-hints.djson'
+    environment.install_pseudo_family(folder, FAMILY, hints=hints)
+    codes = environment.register_qe_codes(aiida_localhost.label)
+    if 'pw' not in codes or 'ph' not in codes:
+        pytest.fail('pw.x and ph.x must be on PATH (Debian: apt-get install quantum-espresso)')
+    return codes['pw'][0], codes['ph'][0]

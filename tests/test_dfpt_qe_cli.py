@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from test_dfpt_qe_workchain import FAMILY, fcc_binary, qe  # noqa: F401 (qe is a fixture)
+from qe_setup import FAMILY, fcc_binary
 
 from aiida_dielectrics.cli import cli
 from aiida_dielectrics.cli.dfpt import result_table

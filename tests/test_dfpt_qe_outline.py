@@ -10,7 +10,7 @@ from aiida.engine.utils import instantiate_process
 from aiida.manage import get_manager
 from aiida.plugins import WorkflowFactory
 from plumpy import ProcessState
-from test_dfpt_qe_workchain import builder_for, fcc_binary, qe  # noqa: F401 (qe is a fixture)
+from qe_setup import builder_for, fcc_binary
 
 DfptQeWorkChain = WorkflowFactory('dielectrics.dfpt.qe')
 

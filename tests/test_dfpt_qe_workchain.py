@@ -7,45 +7,11 @@ import numpy as np
 import pytest
 from aiida import orm
 from aiida.engine import run_get_node
+from qe_setup import FAMILY, builder_for, fcc_binary
 
 from aiida_dielectrics import environment
 from aiida_dielectrics.cli.dfpt import result_table
 from aiida_dielectrics.workflows.dfpt_qe import DfptQeWorkChain, dielectric_from_ph
-
-FAMILY = 'PseudoDojo/0.4/PBE/SR/noCC/standard/upf'
-#: Two MPI ranks as in CI; idle ranks yield the CPU, since busy-polling ranks starve each other on a shared machine.
-OPTIONS = {
-    'resources': {'num_machines': 1, 'num_mpiprocs_per_machine': 2},
-    'max_wallclock_seconds': 1800,
-    'environment_variables': {'OMPI_MCA_mpi_yield_when_idle': '1'},
-}
-
-
-@pytest.fixture
-def qe(aiida_localhost, shared):
-    """The shared PseudoDojo folder as a cutoffs family and pw.x/ph.x codes on localhost."""
-    folder = shared / 'pseudos' / 'PseudoDojo-0.4-PBE-SR-noCC-standard'
-    hints = shared / 'pseudos' / 'PseudoDojo-0.4-PBE-SR-standard-hints.djson'
-    environment.install_pseudo_family(folder, FAMILY, hints=hints)
-    codes = environment.register_qe_codes(aiida_localhost.label)
-    if 'pw' not in codes or 'ph' not in codes:
-        pytest.fail('pw.x and ph.x must be on PATH (Debian: apt-get install quantum-espresso)')
-    return codes['pw'][0], codes['ph'][0]
-
-
-def fcc_binary(symbols, a, second=(0.5, 0.5, 0.5)):
-    """Two-atom fcc primitive cell (rocksalt with the default second site)."""
-    cell = 0.5 * a * np.array([[0, 1, 1], [1, 0, 1], [1, 1, 0]])
-    structure = orm.StructureData(cell=cell.tolist())
-    structure.append_atom(position=(0, 0, 0), symbols=symbols[0])
-    structure.append_atom(position=(np.array(second) @ cell).tolist(), symbols=symbols[1])
-    return structure
-
-
-def builder_for(qe, structure, **kwargs):
-    return DfptQeWorkChain.get_builder_from_protocol(
-        *qe, structure, protocol='fast', pseudo_family=FAMILY, options=OPTIONS, **kwargs
-    )
 
 
 def test_mgo_real_dfpt(qe):

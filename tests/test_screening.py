@@ -5,18 +5,11 @@ import pytest
 from aiida import orm
 from aiida.engine import run_get_node
 from pymatgen.core import Lattice, Structure
+from qe_setup import FAMILY, OPTIONS
 
-from aiida_dielectrics import environment
 from aiida_dielectrics.ml.loading import PACKAGED_MODELS
 from aiida_dielectrics.predictors import model_node
 from aiida_dielectrics.workflows.screening import ScreeningWorkChain
-
-FAMILY = 'PseudoDojo/0.4/PBE/SR/noCC/standard/upf'
-OPTIONS = {
-    'resources': {'num_machines': 1, 'num_mpiprocs_per_machine': 2},
-    'max_wallclock_seconds': 1800,
-    'environment_variables': {'OMPI_MCA_mpi_yield_when_idle': '1'},
-}
 
 
 @pytest.fixture
@@ -31,17 +24,14 @@ def models(aiida_profile, shared):
 
 
 @pytest.fixture
-def dfpt(aiida_localhost, shared):
-    folder = shared / 'pseudos' / 'PseudoDojo-0.4-PBE-SR-noCC-standard'
-    hints = shared / 'pseudos' / 'PseudoDojo-0.4-PBE-SR-standard-hints.djson'
-    environment.install_pseudo_family(folder, FAMILY, hints=hints)
-    codes = environment.register_qe_codes(aiida_localhost.label)
+def dfpt(qe):
+    pw, ph = qe
     return {
         'engine': orm.Str('qe'),
         'protocol': orm.Str('fast'),
         'family': orm.Str(FAMILY),
-        'code_pw': codes['pw'][0],
-        'code_ph': codes['ph'][0],
+        'code_pw': pw,
+        'code_ph': ph,
         'options': orm.Dict(OPTIONS),
     }
 
