@@ -44,7 +44,7 @@ def predict_structures(**inputs) -> dict:
     Structures that cannot be predicted are listed with their reason in ``report['skipped']``; the
     hull energy is taken over this batch (a self-consistent ML hull, see :mod:`.ml.hull`).
     """
-    from aiida_dielectrics.ml.inference import is_missing, predict
+    from aiida_dielectrics.ml.inference import COLUMNS, TARGETS, is_missing, predict
 
     structures, models = inputs.get('structures', {}), inputs.get('models', {})
     missing = [target for target in REQUIRED_MODELS if target not in models]
@@ -59,33 +59,20 @@ def predict_structures(**inputs) -> dict:
         batch_size=parameters.get('batch_size', 64),
         labels=parameters.get('labels', True),
     )
+    # The predicted columns go to PredictionData, which derives the rest (ε_total, Φ, Φ_adj).
+    predicted = [name for name in COLUMNS if name.removesuffix('_std') in (*TARGETS, 'e_above_hull')]
     predictions, skipped = {}, {}
     for key, row in zip(keys, table.itertuples(index=False), strict=True):
         if not is_missing(row.reason):
             skipped[key] = row.reason
             continue
-        values = {name: getattr(row, name) for name in PREDICTED}
+        values = {name: getattr(row, name) for name in predicted}
         predictions[key] = PredictionData(
             formula=row.formula,
             protostructure=None if is_missing(row.protostructure) else row.protostructure,
             **{name: None if is_missing(value) else value for name, value in values.items()},
         )
     return {'predictions': predictions, 'report': Dict({'predicted': len(predictions), 'skipped': skipped})}
-
-
-#: The predicted attributes handed to :class:`PredictionData` (the rest it derives).
-PREDICTED = (
-    'band_gap',
-    'band_gap_std',
-    'diel_elec',
-    'diel_elec_std',
-    'diel_ionic',
-    'diel_ionic_std',
-    'e_form',
-    'e_form_std',
-    'e_above_hull',
-    'e_above_hull_std',
-)
 
 
 def pymatgen_structure(node: StructureData):

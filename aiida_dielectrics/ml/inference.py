@@ -17,6 +17,7 @@ import pandas as pd
 import torch
 from pymatgen.core import Structure
 
+from aiida_dielectrics.candidates import protostructure_label
 from aiida_dielectrics.fom import prediction_summary
 from aiida_dielectrics.ml import hull
 from aiida_dielectrics.ml.loading import GraphMember, ModelSet
@@ -44,16 +45,6 @@ COLUMNS = (
     'fom_adj',
     'reason',
 )
-
-
-def protostructure_label(structure: Structure) -> str | None:
-    """The Wyckoff protostructure label (``AB_cP2_221_a_b:Cl-Cs``), ``None`` if symmetry detection fails."""
-    from pymatgen.analysis.prototypes import get_protostructure_label
-
-    try:
-        return get_protostructure_label(structure, method='spglib', raise_errors=True)
-    except Exception:  # symmetry detection failures come as assorted exception types
-        return None
 
 
 class GraphBuilder:
