@@ -3,7 +3,7 @@
 In a throw-away ``verdi presto`` profile: substitution candidates of the first ``--seeds`` Petousis
 structures (the ``generate_candidates`` calcfunction, candidates stored), GNN predictions stored one
 node per candidate (the ``predict_structures`` calcfunction), then the ``select_candidates``
-calcfunction, each run with :func:`aiida_dielectrics.provenance.run_in_bulk`. The pure work inside each
+calcfunction, each run with :func:`aiida_dielectrics.tools.provenance.run_in_bulk`. The pure work inside each
 process (substitution enumeration, ML inference) is timed as it runs, so storage and provenance =
 process − pure work, with no second run.
 
@@ -49,25 +49,26 @@ def campaign(arguments) -> dict:
     from aiida.orm import Dict, StructureData
 
     load_profile()
-    from aiida_dielectrics import candidates, predictors
-    from aiida_dielectrics.calculations import generate_candidates
+    from aiida_dielectrics.calculations import predictions
+    from aiida_dielectrics.calculations.candidates import generate_candidates
     from aiida_dielectrics.ml import inference
     from aiida_dielectrics.ml.loading import load_predictors
-    from aiida_dielectrics.petousis import Row, read_rows
-    from aiida_dielectrics.provenance import run_in_bulk
+    from aiida_dielectrics.science import candidates
+    from aiida_dielectrics.science.datasets.petousis2017 import Row, read_rows
+    from aiida_dielectrics.tools.provenance import run_in_bulk
     from aiida_dielectrics.workflows.screening import select_candidates
 
     seeds = [row for row in read_rows(arguments.csv) if isinstance(row, Row)][: arguments.seeds]
     model_sets = load_predictors(arguments.model_dir)
     models = {
-        target: predictors.model_node(target, s.source, s.architecture) for target, s in model_sets.items()
+        target: predictions.model_node(target, s.source, s.architecture) for target, s in model_sets.items()
     }
     generation, ml = Stopwatch(candidates, 'generate_substitutions'), Stopwatch(inference, 'predict')
     times = {}
 
     start = time.perf_counter()
     for node in models.values():
-        predictors.load_model_node(node)
+        predictions.load_model_node(node)
     times['loading the model nodes (once)'] = time.perf_counter() - start
 
     start = time.perf_counter()
@@ -82,7 +83,7 @@ def campaign(arguments) -> dict:
     candidates_ = generated['structures']
 
     start = time.perf_counter()
-    outputs, _ = predictors.run_prediction(candidates_, models, labels=False)
+    outputs, _ = predictions.run_prediction(candidates_, models, labels=False)
     elapsed = time.perf_counter() - start
     times['ML inference'] = ml.seconds
     times['storing predictions and provenance'] = elapsed - ml.seconds

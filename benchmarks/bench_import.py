@@ -31,7 +31,7 @@ def time_import(csv_path: str, variant: str) -> float:
     load_profile()
     from aiida.orm import List, SinglefileData
 
-    from aiida_dielectrics.importers import import_petousis2017, run_petousis2017_import
+    from aiida_dielectrics.calculations.imports import import_petousis2017, run_petousis2017_import
 
     start = time.perf_counter()
     if variant == 'transaction':

@@ -7,7 +7,7 @@ models (the E_form MEGNet and the band-gap, ε_elec and ε_ionic ensembles):
 (b) batched: :func:`aiida_dielectrics.ml.inference.predict`, graphs built once per cutoff and shared,
     batches through all models, hull energies and Φ included;
 (c) (b) run through the ``dielectrics.predict`` calcfunction in a throw-away ``verdi presto`` profile
-    (provenance written with :func:`aiida_dielectrics.provenance.run_in_bulk`), including creating and
+    (provenance written with :func:`aiida_dielectrics.tools.provenance.run_in_bulk`), including creating and
     storing the structure nodes and one prediction node per structure;
 (c') the same with the structure nodes stored before the clock starts, as in a campaign, where
     candidate generation stored them.
@@ -31,7 +31,7 @@ from temporary_profile import run_step
 
 
 def structures(csv: pathlib.Path, count: int) -> list:
-    from aiida_dielectrics.petousis import Row, read_rows
+    from aiida_dielectrics.science.datasets.petousis2017 import Row, read_rows
 
     unique = [row.structure for row in read_rows(csv) if isinstance(row, Row)]
     return list(itertools.islice(itertools.cycle(unique), count))
@@ -49,15 +49,15 @@ def store_step(crystals, model_sets, batch_size: int, prestored: bool) -> dict:
     from aiida import load_profile
     from aiida.orm import StructureData
 
-    from aiida_dielectrics import predictors
+    from aiida_dielectrics.calculations import predictions
 
     load_profile()
     models = {
-        target: predictors.model_node(target, model_set.source, model_set.architecture)
+        target: predictions.model_node(target, model_set.source, model_set.architecture)
         for target, model_set in model_sets.items()
     }
     for node in models.values():
-        predictors.load_model_node(node)
+        predictions.load_model_node(node)
 
     def structures():
         return {f's{i}': StructureData(pymatgen=s) for i, s in enumerate(crystals)}
@@ -66,7 +66,7 @@ def store_step(crystals, model_sets, batch_size: int, prestored: bool) -> dict:
 
     def run():
         nodes = stored or structures()
-        outputs, _ = predictors.run_prediction(nodes, models, batch_size, labels=False)
+        outputs, _ = predictions.run_prediction(nodes, models, batch_size, labels=False)
         report = outputs['report'].get_dict()
         assert len(outputs['predictions']) + len(report['skipped']) == len(crystals), report
 

@@ -1,4 +1,4 @@
-"""Provenance of one batch: AiiDA's engine against :func:`aiida_dielectrics.provenance.run_in_bulk`.
+"""Provenance of one batch: AiiDA's engine against :func:`aiida_dielectrics.tools.provenance.run_in_bulk`.
 
 The same calcfunction (one ``dielectrics.prediction`` per stored structure, no ML, so only provenance is
 timed) runs through the engine (``run_get_node``) and through ``run_in_bulk``, each in a fresh process on
@@ -26,7 +26,7 @@ def step(variant: str, count: int) -> dict:
 
     load_profile()
     from aiida_dielectrics.data.prediction import PredictionData
-    from aiida_dielectrics.provenance import run_in_bulk
+    from aiida_dielectrics.tools.provenance import run_in_bulk
 
     @calcfunction
     def predict_batch(**structures):

@@ -17,10 +17,10 @@ from aiida.engine import submit
 from pymatgen.core import Lattice, Structure
 from tqdm import tqdm
 
-from aiida_dielectrics.calculations import generate_candidates
+from aiida_dielectrics.calculations.candidates import generate_candidates
+from aiida_dielectrics.calculations.predictions import model_node
 from aiida_dielectrics.ml.loading import DEFAULT_MODELS, resolve
-from aiida_dielectrics.predictors import model_node
-from aiida_dielectrics.provenance import run_in_bulk
+from aiida_dielectrics.tools.provenance import run_in_bulk
 from aiida_dielectrics.workflows.screening import ScreeningWorkChain
 
 #: 3d cations with open shells in their usual oxidation states, and the lanthanides.

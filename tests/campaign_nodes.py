@@ -1,7 +1,7 @@
 """A small campaign graph built the way the screening work chain will build it, for plot and export tests.
 
 Predictions come from one batched calcfunction (``structures.<key>`` → ``predictions.<key>``, like
-``aiida_dielectrics.predictors``); DFPT results from a calcfunction on a structure, one of them behind a
+``aiida_dielectrics.calculations.predictions``); DFPT results from a calcfunction on a structure, one of them behind a
 work chain that relaxed the structure first and returned the result (like the DFPT work chains).
 """
 
@@ -14,7 +14,7 @@ from aiida.orm import Dict, Group, StructureData, WorkflowNode
 from pymatgen.core import Lattice, Structure
 
 from aiida_dielectrics.data import DielectricData, PredictionData
-from aiida_dielectrics.petousis import Row, read_rows
+from aiida_dielectrics.science.datasets.petousis2017 import Row, read_rows
 
 #: key → (structure, predicted (gap, ε_elec, ε_ionic), DFPT (gap, ε_elec, ε_ionic) or None)
 CAMPAIGN = {

@@ -2,6 +2,7 @@
 
 import os
 import pathlib
+import subprocess
 
 import pytest
 
@@ -29,9 +30,8 @@ def petousis_csv(shared):
 @pytest.fixture
 def qe(aiida_localhost, shared):
     """The shared PseudoDojo folder as a cutoffs family and pw.x/ph.x codes on localhost."""
-    from qe_setup import FAMILY
-
-    from aiida_dielectrics import environment
+    from aiida_dielectrics.tools import environment
+    from tests.qe_setup import FAMILY
 
     folder = shared / 'pseudos' / 'PseudoDojo-0.4-PBE-SR-noCC-standard'
     hints = shared / 'pseudos' / 'PseudoDojo-0.4-PBE-SR-standard-hints.djson'
@@ -40,3 +40,64 @@ def qe(aiida_localhost, shared):
     if 'pw' not in codes or 'ph' not in codes:
         pytest.fail('pw.x and ph.x must be on PATH (Debian: apt-get install quantum-espresso)')
     return codes['pw'][0], codes['ph'][0]
+
+
+class UserShell:
+    """Commands run as a user types them: subprocesses with their own AiiDA configuration folder.
+
+    Nothing of the pytest profile leaks in: ``AIIDA_PATH`` points at a fresh folder, so the first
+    command that needs a profile finds none until ``aiida-dielectrics setup`` makes one (``verdi presto``).
+    """
+
+    def __init__(self, home: pathlib.Path, shared: pathlib.Path):
+        self.home = home
+        self.shared = shared
+        self.env = {
+            key: value for key, value in os.environ.items() if not key.startswith(('AIIDA_', 'PYTEST'))
+        }
+        self.env.update(
+            AIIDA_PATH=str(home),
+            AIIDA_DIELECTRICS_MODEL_DIR=str(shared / 'models' / 'matgl'),
+            OMP_NUM_THREADS='1',
+        )
+
+    def run(self, *args, check: bool = False, timeout: float = 900) -> subprocess.CompletedProcess:
+        """Run ``args`` (e.g. ``'aiida-dielectrics', 'query'``) in the user's folder; never raises on exit."""
+        result = subprocess.run(
+            [str(arg) for arg in args],
+            cwd=self.home,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        if check and result.returncode != 0:
+            pytest.fail(
+                f'{" ".join(map(str, args))} exited {result.returncode}:\n{result.stdout}\n{result.stderr}'
+            )
+        return result
+
+    def setup(self) -> subprocess.CompletedProcess:
+        """``aiida-dielectrics setup`` with the shared pseudos, as the README's quick start runs it."""
+        pseudos = self.shared / 'pseudos'
+        return self.run(
+            'aiida-dielectrics',
+            'setup',
+            '--pseudo-dir',
+            pseudos / 'PseudoDojo-0.4-PBE-SR-noCC-standard',
+            '--pseudo-hints',
+            pseudos / 'PseudoDojo-0.4-PBE-SR-standard-hints.djson',
+            check=True,
+        )
+
+
+@pytest.fixture(scope='session')
+def user_shell(tmp_path_factory, shared):
+    """A fresh user's shell with the embedded default made by ``aiida-dielectrics setup`` (once per session).
+
+    Tests that need a profile-less machine make their own :class:`UserShell` instead.
+    """
+    shell = UserShell(tmp_path_factory.mktemp('user'), shared)
+    shell.setup()
+    return shell

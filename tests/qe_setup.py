@@ -3,7 +3,7 @@
 import numpy as np
 from aiida import orm
 
-from aiida_dielectrics.workflows.dfpt_qe import DfptQeWorkChain
+from aiida_dielectrics.workflows.dfpt.qe.workchain import DfptQeWorkChain
 
 FAMILY = 'PseudoDojo/0.4/PBE/SR/noCC/standard/upf'
 #: Two MPI ranks as in CI; idle ranks yield the CPU, since busy-polling ranks starve each other on a shared machine.

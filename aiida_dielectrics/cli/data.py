@@ -9,7 +9,7 @@ import click
 
 from aiida_dielectrics.cli import cli
 from aiida_dielectrics.cli.utils import load_profile
-from aiida_dielectrics.query import COLUMNS, NODE_CLASSES
+from aiida_dielectrics.tools.query import COLUMNS, NODE_CLASSES
 
 FORMATS = ('table', 'csv', 'json')
 
@@ -32,7 +32,7 @@ def import_petousis2017(ctx, path, group_label):
     by one calcfunction whose input is the CSV file. Rows imported before are not duplicated; a bad row
     is reported with its line and reason and skipped.
     """
-    from aiida_dielectrics.importers import run_petousis2017_import
+    from aiida_dielectrics.calculations.imports import run_petousis2017_import
 
     load_profile(ctx)
     start = time.perf_counter()
@@ -87,7 +87,7 @@ def query(ctx, kind, group, order_by, limit, output_format, **bounds):
     The original study's MongoDB query {"e_above_hull_pbe": {"$lt": 0.1}, "fom_pbe": {"$gt": 200}} is
     `aiida-dielectrics query --e-hull-max 0.1 --fom-min 200`.
     """
-    from aiida_dielectrics.query import query_dielectrics
+    from aiida_dielectrics.tools.query import query_dielectrics
 
     if order_by not in COLUMNS[kind]:
         raise click.BadParameter(f'choose one of {", ".join(COLUMNS[kind])}', param_hint='--order-by')

@@ -39,7 +39,7 @@ def load_code(label: str, option: str):
 
 
 def qe_builder(structure, protocol, options, relax, pseudo_family, code_pw, code_ph, **_):
-    from aiida_dielectrics.workflows.dfpt_qe import DfptQeWorkChain
+    from aiida_dielectrics.workflows.dfpt.qe.workchain import DfptQeWorkChain
 
     return DfptQeWorkChain.get_builder_from_protocol(
         load_code(code_pw, '--code-pw'),
@@ -53,7 +53,7 @@ def qe_builder(structure, protocol, options, relax, pseudo_family, code_pw, code
 
 
 def vasp_builder(structure, protocol, options, relax, potential_family, code_vasp, **_):
-    from aiida_dielectrics.workflows.dfpt_vasp import DfptVaspWorkChain
+    from aiida_dielectrics.workflows.dfpt.vasp.workchain import DfptVaspWorkChain
 
     if code_vasp is None:
         raise click.ClickException('--engine vasp needs --code-vasp (a code for the vasp.vasp plugin)')

@@ -26,7 +26,7 @@ def export(ctx, group, output, force):
     from aiida.common.exceptions import NotExistent
     from aiida.orm import load_group
 
-    from aiida_dielectrics.sharing import export_group
+    from aiida_dielectrics.tools.archive import export_group
 
     load_profile(ctx)
     if pathlib.Path(output).exists() and not force:

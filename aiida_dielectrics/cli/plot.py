@@ -34,7 +34,7 @@ def plot(ctx, group, background, output):
     """
     from aiida.orm import Group, QueryBuilder
 
-    from aiida_dielectrics.plot import campaign_tables, pareto_figure, write_html
+    from aiida_dielectrics.tools.plot import campaign_tables, pareto_figure, write_html
 
     load_profile(ctx)
 

@@ -155,11 +155,11 @@ def stored_table(ctx, structures, model_sets, batch_size: int):
     import pandas as pd
     from aiida.orm import StructureData
 
-    from aiida_dielectrics import predictors
+    from aiida_dielectrics.calculations import predictions
     from aiida_dielectrics.ml import inference
 
     load_profile(ctx)
-    missing = [target for target in predictors.REQUIRED_MODELS if target not in model_sets]
+    missing = [target for target in predictions.REQUIRED_MODELS if target not in model_sets]
     local = {target: pathlib.Path(s.source) for target, s in model_sets.items()}
     remote = [target for target, path in local.items() if not path.is_dir()]
     if missing or remote:
@@ -167,12 +167,12 @@ def stored_table(ctx, structures, model_sets, batch_size: int):
             f'--store needs local model folders for {", ".join(missing + remote)} (see --model-dir)'
         )
     models = {
-        target: predictors.model_node(target, path, model_sets[target].architecture)
+        target: predictions.model_node(target, path, model_sets[target].architecture)
         for target, path in local.items()
     }
     keys = [f's{i}' for i in range(len(structures))]
     nodes = {key: StructureData(pymatgen=structure) for key, structure in zip(keys, structures, strict=True)}
-    outputs, process = predictors.run_prediction(nodes, models, batch_size)
+    outputs, process = predictions.run_prediction(nodes, models, batch_size)
     click.echo(f'stored {len(outputs["predictions"])} predictions from process <{process.pk}>', err=True)
     rows = []
     skipped = outputs['report'].get_dict()['skipped']

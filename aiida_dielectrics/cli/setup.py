@@ -30,7 +30,7 @@ def setup(ctx, pseudo_dir, pseudo_hints, pseudo_family):
     2. a pseudopotential family (aiida-pseudo) from --pseudo-dir, or PseudoDojo downloaded;
     3. `pw@localhost` and `ph@localhost` codes for the pw.x and ph.x on PATH.
     """
-    from aiida_dielectrics import environment
+    from aiida_dielectrics.tools import environment
 
     try:
         profile, created = environment.ensure_profile(ctx.find_root().obj.get('profile'))

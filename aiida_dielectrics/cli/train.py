@@ -105,7 +105,7 @@ def train(
         hyperparameters['pretrained'] = resolve_model(pretrained)
     if group:
         load_profile(ctx)
-        from aiida_dielectrics.trainers import run_training
+        from aiida_dielectrics.calculations.training import run_training
 
         node = run_training(group, target, architecture, members, seed, hyperparameters, output, limit, echo)
         echo(
@@ -242,7 +242,7 @@ def retrain(
     """
     import torch
 
-    from aiida_dielectrics.trainers import RetrainError, run_retraining
+    from aiida_dielectrics.calculations.training import RetrainError, run_retraining
 
     load_profile(ctx)
     torch.set_num_threads(threads)

@@ -6,9 +6,9 @@ import numpy as np
 from aiida.orm import ArrayData, StructureData
 from pymatgen.core import Composition
 
-from aiida_dielectrics import tensors
 from aiida_dielectrics.data.attributes import attribute_property
-from aiida_dielectrics.fom import figure_of_merit
+from aiida_dielectrics.science import tensors
+from aiida_dielectrics.science.fom import figure_of_merit
 
 ENGINES = ('vasp', 'qe', 'imported')
 
@@ -21,7 +21,7 @@ def reduced_formula(structure: StructureData) -> str:
 class DielectricData(ArrayData):
     """Electronic and ionic dielectric tensors with the band gap, and their queryable scalar summaries.
 
-    Tensors are validated and symmetrised on construction (see :mod:`aiida_dielectrics.tensors`).
+    Tensors are validated and symmetrised on construction (see :mod:`aiida_dielectrics.science.tensors`).
     Attributes ``diel_elec``, ``diel_ionic``, ``diel_total`` (mean eigenvalues), ``band_gap`` (eV),
     ``fom`` (eV), ``formula``, ``engine`` and, when known, ``e_above_hull`` are plain numbers and strings
     so that ``QueryBuilder`` filters on them.

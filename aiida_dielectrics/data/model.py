@@ -2,31 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 import pathlib
 
 from aiida.orm import FolderData
 
 from aiida_dielectrics.data.attributes import attribute_property
-
-#: The files of one model in matgl's layout.
-MATGL_FILES = ('model.pt', 'state.pt', 'model.json')
-
-
-def model_folders(root: pathlib.Path) -> list[pathlib.Path]:
-    """The model folders under ``root``: ``root`` itself, or its sub-folders for an ensemble."""
-    if (root / 'model.json').is_file():
-        return [root]
-    return sorted(path for path in root.iterdir() if path.is_dir() and (path / 'model.json').is_file())
-
-
-def tree_sha256(root: pathlib.Path) -> str:
-    """One checksum over the relative paths and contents of all files under ``root``."""
-    digest = hashlib.sha256()
-    for path in sorted(p for p in root.rglob('*') if p.is_file()):
-        digest.update(path.relative_to(root).as_posix().encode())
-        digest.update(path.read_bytes())
-    return digest.hexdigest()
+from aiida_dielectrics.ml.files import MATGL_FILES, model_folders, tree_sha256
 
 
 class ModelData(FolderData):

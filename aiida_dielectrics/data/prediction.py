@@ -7,14 +7,14 @@ import math
 from aiida.orm import Data
 
 from aiida_dielectrics.data.attributes import attribute_property
-from aiida_dielectrics.fom import prediction_summary
+from aiida_dielectrics.science.fom import prediction_summary
 
 
 class PredictionData(Data):
     """Predicted formation energy, hull energy, band gap and permittivity, each with an ensemble σ.
 
     ``diel_total``, ``fom``, ``fom_std`` and ``fom_adj`` are derived on construction
-    (:func:`aiida_dielectrics.fom.prediction_summary`). A quantity that was not predicted is ``None``
+    (:func:`aiida_dielectrics.science.fom.prediction_summary`). A quantity that was not predicted is ``None``
     and a ``*_std`` of a single model is 0. A regressor may predict a slightly negative gap: it is
     stored as predicted and counts as 0 in Φ. The prediction links to its structure and model nodes
     through the process that made it, not through attributes.

@@ -13,7 +13,8 @@ import pathlib
 import numpy as np
 from pymatgen.core import Structure
 
-from aiida_dielectrics import petousis, tensors
+from aiida_dielectrics.science import tensors
+from aiida_dielectrics.science.datasets import petousis2017
 
 #: The quantities a model can be trained on: ε (attribute names of ``dielectrics.dielectric``) and the PBE
 #: band gap in eV (the Petousis ``band_gap`` column).
@@ -76,8 +77,8 @@ def clip_ionic(values) -> np.ndarray:
 def from_petousis(path: str | pathlib.Path, limit: int | None = None) -> Dataset:
     """The Petousis CSV as a :class:`Dataset`; unreadable rows are listed in ``skipped``."""
     ids, structures, elec, ionic, gaps, skipped = [], [], [], [], [], []
-    for row in petousis.read_rows(path):
-        if isinstance(row, petousis.RowError):
+    for row in petousis2017.read_rows(path):
+        if isinstance(row, petousis2017.RowError):
             skipped.append(f'line {row.line}: {row.reason}')
             continue
         ids.append(row.material_id)

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from aiida_dielectrics.ml import transforms
+from aiida_dielectrics.ml.files import tree_sha256
 
 CARD = 'model_card.json'
 
@@ -323,8 +324,6 @@ def fit_sigma_scale(outputs, y) -> float:
 
 def members_sha256(folder) -> str:
     """sha256 over the member folders (the card itself is excluded, it holds the checksum)."""
-    from aiida_dielectrics.data.model import tree_sha256
-
     digest = [tree_sha256(path) for path in sorted(pathlib.Path(folder).glob('member_*'))]
     return hashlib.sha256(''.join(digest).encode()).hexdigest()
 

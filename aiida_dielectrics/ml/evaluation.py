@@ -155,9 +155,9 @@ def score(truth: dict, predicted: dict, std: dict | None = None) -> dict[str, di
 def propagated_std(
     elec, elec_std, ionic, ionic_std, dft_gap, pred_gap, pred_gap_std
 ) -> dict[str, np.ndarray]:
-    """σ of each quantity as screening propagates it (:func:`~aiida_dielectrics.fom.prediction_summary`)
+    """σ of each quantity as screening propagates it (:func:`~aiida_dielectrics.science.fom.prediction_summary`)
     from the σ of ε_elec, ε_ionic and the predicted gap; the DFT gap is exact."""
-    from aiida_dielectrics.fom import prediction_summary
+    from aiida_dielectrics.science.fom import prediction_summary
 
     dft = prediction_summary(elec, elec_std, ionic, ionic_std, dft_gap, 0.0)
     predicted = prediction_summary(elec, elec_std, ionic, ionic_std, pred_gap, pred_gap_std)

@@ -17,10 +17,10 @@ import pandas as pd
 import torch
 from pymatgen.core import Structure
 
-from aiida_dielectrics.candidates import protostructure_label
-from aiida_dielectrics.fom import prediction_summary
-from aiida_dielectrics.ml import hull
 from aiida_dielectrics.ml.loading import GraphMember, ModelSet
+from aiida_dielectrics.science import hull
+from aiida_dielectrics.science.candidates import protostructure_label
+from aiida_dielectrics.science.fom import prediction_summary
 
 #: Quantities predicted by model sets, in column order; each gets a ``*_std`` column.
 TARGETS = ('e_form', 'band_gap', 'diel_elec', 'diel_ionic')

@@ -1,1 +1,1 @@
-"""Work chains: DFPT verification with one interface and an engine per work chain."""
+"""Work chains: the screening campaign and DFPT verification (one interface, an engine per subpackage)."""

@@ -1,8 +1,8 @@
 """``dielectrics.screening``: candidates → ML predictions → selection → DFPT → summary.
 
 One campaign in one provenance graph: the predictions come from one calcfunction per batch
-(:func:`aiida_dielectrics.predictors.predict_structures`), the selection from :func:`select_candidates`
-(both with their links written in bulk, :func:`aiida_dielectrics.provenance.run_in_bulk`),
+(:func:`aiida_dielectrics.calculations.predictions.predict_structures`), the selection from :func:`select_candidates`
+(both with their links written in bulk, :func:`aiida_dielectrics.tools.provenance.run_in_bulk`),
 every DFPT verification is a child ``dielectrics.dfpt.qe`` or ``dielectrics.dfpt.vasp`` work chain on the
 candidate's own structure node, and :func:`summarize_campaign` compares prediction with DFPT.
 A failed DFPT child is reported in the summary; it does not stop the others.
@@ -16,12 +16,12 @@ from aiida import orm
 from aiida.engine import ToContext, WorkChain, calcfunction, while_
 from aiida.plugins import WorkflowFactory
 
-from aiida_dielectrics import selection
+from aiida_dielectrics.calculations.predictions import predict_structures
 from aiida_dielectrics.data.dielectric import DielectricData
 from aiida_dielectrics.data.model import ModelData
 from aiida_dielectrics.data.prediction import PredictionData
-from aiida_dielectrics.predictors import predict_structures
-from aiida_dielectrics.provenance import run_in_bulk
+from aiida_dielectrics.science import selection
+from aiida_dielectrics.tools.provenance import run_in_bulk
 
 #: The original study counted a DFPT Φ above 240 eV as a hit (155/2532 ≈ 6 %).
 DEFAULT_HIT_THRESHOLD = 240.0
@@ -197,7 +197,7 @@ class ScreeningWorkChain(WorkChain):
     def predict(self):
         if not self.inputs.candidates:
             return self.exit_codes.ERROR_NO_CANDIDATES
-        from aiida_dielectrics.predictors import REQUIRED_MODELS
+        from aiida_dielectrics.calculations.predictions import REQUIRED_MODELS
 
         missing = [target for target in REQUIRED_MODELS if target not in self.inputs.models]
         if missing:

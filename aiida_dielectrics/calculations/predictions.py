@@ -1,0 +1,130 @@
+"""Prediction as an AiiDA process: structure and model nodes in, one ``dielectrics.prediction`` per structure.
+
+:func:`predict_structures` is one calcfunction over a whole batch, so every prediction links (through
+the process) to its structure and to the model nodes that made it, at the cost of one process node per
+batch rather than per structure; :func:`run_prediction` writes that graph in bulk. The work itself is
+:func:`aiida_dielectrics.ml.inference.predict`, which needs no profile.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import tempfile
+
+from aiida.common.links import LinkType
+from aiida.engine import calcfunction
+from aiida.orm import Dict, QueryBuilder, StructureData
+
+from aiida_dielectrics.data.model import ModelData
+from aiida_dielectrics.data.prediction import PredictionData
+from aiida_dielectrics.ml.files import tree_sha256
+from aiida_dielectrics.tools.provenance import run_in_bulk
+
+#: Model inputs: ``models.<target>``; E_form (and with it the hull energy) is optional.
+REQUIRED_MODELS = ('band_gap', 'diel_elec', 'diel_ionic')
+
+#: Loaded model sets by model node UUID: the files of a stored node never change, so a second batch
+#: with the same models skips exporting and loading them again.
+_LOADED: dict[str, object] = {}
+
+
+def load_model_node(node: ModelData):
+    """The :class:`~.ml.loading.ModelSet` of a stored model node (exported once, then cached)."""
+    from aiida_dielectrics.ml.loading import load_model_set
+
+    if node.uuid not in _LOADED:
+        with tempfile.TemporaryDirectory() as folder:
+            _LOADED[node.uuid] = load_model_set(node.target, node.export_to(pathlib.Path(folder) / 'model'))
+    return _LOADED[node.uuid]
+
+
+@calcfunction
+def predict_structures(**inputs) -> dict:
+    """Predict ``structures.<key>`` with ``models.<target>``; outputs ``predictions.<key>`` and ``report``.
+
+    Structures that cannot be predicted are listed with their reason in ``report['skipped']``; the
+    hull energy is taken over this batch (a self-consistent ML hull, see :mod:`.ml.hull`).
+    """
+    from aiida_dielectrics.ml.inference import COLUMNS, TARGETS, is_missing, predict
+
+    structures, models = inputs.get('structures', {}), inputs.get('models', {})
+    missing = [target for target in REQUIRED_MODELS if target not in models]
+    if missing:
+        raise ValueError(f'models.{", models.".join(missing)} missing')
+    keys = sorted(structures)
+    model_sets = {target: load_model_node(node) for target, node in models.items()}
+    parameters = inputs['parameters'].get_dict() if 'parameters' in inputs else {}
+    table = predict(
+        [pymatgen_structure(structures[key]) for key in keys],
+        model_sets,
+        batch_size=parameters.get('batch_size', 64),
+        labels=parameters.get('labels', True),
+    )
+    # The predicted columns go to PredictionData, which derives the rest (ε_total, Φ, Φ_adj).
+    predicted = [name for name in COLUMNS if name.removesuffix('_std') in (*TARGETS, 'e_above_hull')]
+    predictions, skipped = {}, {}
+    for key, row in zip(keys, table.itertuples(index=False), strict=True):
+        if not is_missing(row.reason):
+            skipped[key] = row.reason
+            continue
+        values = {name: getattr(row, name) for name in predicted}
+        predictions[key] = PredictionData(
+            formula=row.formula,
+            protostructure=None if is_missing(row.protostructure) else row.protostructure,
+            **{name: None if is_missing(value) else value for name, value in values.items()},
+        )
+    return {'predictions': predictions, 'report': Dict({'predicted': len(predictions), 'skipped': skipped})}
+
+
+def pymatgen_structure(node: StructureData):
+    """The pymatgen ``Structure`` of a node, read straight from its attributes for the usual case of
+    periodic, ordered sites: 0.4 ms instead of ``get_pymatgen()``'s 1.1 ms, a tenth of a campaign's
+    storage overhead."""
+    from pymatgen.core import Structure
+
+    attributes = node.base.attributes
+    kinds = {kind['name']: kind for kind in attributes.get('kinds')}
+    ordered = all(len(kind['symbols']) == 1 and kind['weights'][0] == 1.0 for kind in kinds.values())
+    if not ordered or not all(node.pbc):
+        return node.get_pymatgen()
+    sites = attributes.get('sites')
+    return Structure(
+        attributes.get('cell'),
+        [kinds[site['kind_name']]['symbols'][0] for site in sites],
+        [site['position'] for site in sites],
+        coords_are_cartesian=True,
+    )
+
+
+def run_prediction(structures: dict, models: dict, batch_size: int = 64, labels: bool = True):
+    """Run :func:`predict_structures` with its provenance written in bulk (:func:`.provenance.run_in_bulk`).
+
+    The graph is the one the engine would write, without its 30–100 ms validation query per link (two
+    links per structure). ``labels=False`` skips the protostructure labels. Returns ``(outputs,
+    process_node)``.
+    """
+    parameters = Dict({'batch_size': batch_size, 'labels': labels})
+    return run_in_bulk(predict_structures, structures=structures, models=models, parameters=parameters)
+
+
+def model_node(target: str, folder, architecture: str = 'megnet') -> ModelData:
+    """The stored model node with the files in ``folder``, created (and stored) on first use.
+
+    Reusing the node keeps every prediction made with the same files linked to one model node.
+    """
+    folder = pathlib.Path(folder).resolve()
+    sha256 = tree_sha256(folder)
+    query = QueryBuilder().append(
+        ModelData, filters={'attributes.sha256': sha256, 'attributes.target': target}, project='*'
+    )
+    existing = query.first(flat=True)
+    if existing is not None:
+        return existing
+    return ModelData(folder=folder, target=target, architecture=architecture).store()
+
+
+def structure_of(prediction: PredictionData) -> StructureData:
+    """The structure a prediction was made for: the input of its process under the same key."""
+    link = prediction.base.links.get_incoming(link_type=LinkType.CREATE).one()
+    key = link.link_label.removeprefix('predictions__')
+    return link.node.base.links.get_incoming(link_label_filter=f'structures__{key}').one().node

@@ -1,0 +1,1 @@
+"""Quantum ESPRESSO engine: vc-relax, scf, ph.x at Γ (aiida-quantumespresso)."""

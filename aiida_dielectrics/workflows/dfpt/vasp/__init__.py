@@ -1,0 +1,1 @@
+"""VASP engine: relax, then LEPSILON + IBRION=8 (aiida-vasp)."""

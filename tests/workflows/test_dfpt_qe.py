@@ -1,0 +1,160 @@
+"""``DfptQeWorkChain``: a real MgO run with Debian's QE, the early failure modes, the protocol builder."""
+
+import re
+import time
+
+import numpy as np
+import pytest
+from aiida import orm
+from aiida.engine import run_get_node
+
+from aiida_dielectrics.cli.dfpt import result_table
+from aiida_dielectrics.tools import environment
+from aiida_dielectrics.workflows.dfpt.qe.workchain import DfptQeWorkChain, dielectric_from_ph
+from tests.qe_setup import FAMILY, builder_for, fcc_binary
+
+
+def test_mgo_real_dfpt(qe):
+    """MgO rocksalt with pw.x + ph.x: ε∞, ε0, Z* and the TO mode near experiment (3.0, 9.8, 401 cm⁻¹)."""
+    start = time.perf_counter()
+    results, node = run_get_node(builder_for(qe, fcc_binary(['Mg', 'O'], 4.212)))
+    elapsed = time.perf_counter() - start
+    assert node.is_finished_ok, node.exit_message
+    dielectric = results['dielectric']
+    timings = {  # QE's own timing line (rank 0), telling a loaded machine from a slow code
+        calc.process_label: re.findall(
+            r'(?:PWSCF|PHONON)\s*:(.*WALL)', calc.outputs.retrieved.get_object_content('aiida.out')
+        )[-1]
+        for calc in node.called_descendants
+        if isinstance(calc, orm.CalcJobNode)
+    }
+    print(
+        f'MgO DFPT: {elapsed:.1f} s (QE: {timings}); eps_inf {dielectric.diel_elec:.3f}, eps_ion {dielectric.diel_ionic:.3f}, '
+        f'eps0 {dielectric.diel_total:.3f}, gap {dielectric.band_gap:.3f} eV, '
+        f'Z* {dielectric.get_array("born_charges")[:, 0, 0]}, modes {dielectric.get_array("phonon_frequencies_gamma")}'
+    )
+    print(result_table(dielectric, results['structure']))
+    assert 3.0 < dielectric.diel_elec < 3.45
+    assert 8.5 < dielectric.diel_total < 11.5
+    charges = dielectric.get_array('born_charges')
+    assert np.all(
+        (np.abs(np.diagonal(charges, axis1=1, axis2=2)) > 1.9)
+        & (np.abs(np.diagonal(charges, axis1=1, axis2=2)) < 2.1)
+    )
+    assert charges[0, 0, 0] > 0 > charges[1, 0, 0]  # Mg positive, O negative
+    frequencies = dielectric.get_array('phonon_frequencies_gamma')
+    assert np.any((frequencies > 380) & (frequencies < 430))
+    assert 3.0 < dielectric.band_gap < 6.0  # PBE gap of MgO ≈ 4.5 eV (experiment 7.8)
+    assert dielectric.engine == 'qe'
+    assert dielectric.base.attributes.get('dynamically_stable') is True
+    assert dielectric.base.attributes.get('born_charge_neutrality_violation') < 0.05
+    assert results['structure'].uuid == node.inputs.structure.uuid
+    # provenance: the dielectric node is made by the calcfunction from the ph.x outputs
+    creator = dielectric.creator
+    assert creator.process_label == 'dielectric_from_ph'
+    assert creator.inputs.ph_retrieved.creator.process_label == 'PhCalculation'
+
+
+def expect_early_exit(qe, structure, exit_code, match):
+    results, node = run_get_node(builder_for(qe, structure))
+    assert node.exit_status == DfptQeWorkChain.exit_codes[exit_code].status, node.exit_message
+    assert match in node.exit_message
+    assert not node.called  # nothing ran: the check came before any calculation
+    assert 'dielectric' not in results
+
+
+def test_unsupported_element(qe):
+    """The shared PseudoDojo family has no Li: LiF stops with ERROR_UNSUPPORTED_ELEMENT."""
+    expect_early_exit(qe, fcc_binary(['Li', 'F'], 4.03), 'ERROR_UNSUPPORTED_ELEMENT', 'Li')
+
+
+def test_overlapping_atoms(qe):
+    structure = fcc_binary(['Mg', 'O'], 4.212, second=(0.05, 0.0, 0.0))  # 0.3 Å apart
+    expect_early_exit(qe, structure, 'ERROR_INVALID_STRUCTURE', 'Å apart')
+
+
+def test_atom_too_close_to_its_own_image(qe):
+    structure = orm.StructureData(cell=[[0.3, 0, 0], [0, 4, 0], [0, 0, 4]])
+    structure.append_atom(position=(0, 0, 0), symbols='Mg')
+    expect_early_exit(qe, structure, 'ERROR_INVALID_STRUCTURE', '0.300 Å apart')
+
+
+def test_odd_electron_count_is_a_metal(qe):
+    """Na (9 valence electrons in this family) cannot be a spin-unpolarised insulator: no scf is run."""
+    structure = orm.StructureData(cell=(2.1 * np.array([[-1, 1, 1], [1, -1, 1], [1, 1, -1]])).tolist())
+    structure.append_atom(position=(0, 0, 0), symbols='Na')
+    expect_early_exit(qe, structure, 'ERROR_METAL', 'half filled')
+
+
+def test_metal_detected_after_scf(qe):
+    """Two-atom Al (6 electrons, so fixed occupations are allowed) has no gap: ph.x never runs."""
+    structure = fcc_binary(['Al', 'Al'], 5.72, second=(0.5, 0.0, 0.0))  # simple-cubic-like Al₂ cell
+    builder = builder_for(qe, structure)
+    _, node = run_get_node(builder)
+    assert node.exit_status == DfptQeWorkChain.exit_codes.ERROR_METAL.status, node.exit_message
+    assert 'band gap' in node.exit_message
+    labels = [child.process_label for child in node.called]
+    assert labels == ['PwBaseWorkChain']
+
+
+def test_builder_cutoffs_from_family_or_protocol(qe, tmp_path, shared):
+    """The family's low/normal/high hints set the cutoffs; a family without them falls back to the protocol."""
+    structure = fcc_binary(['Mg', 'O'], 4.212)
+    fast = DfptQeWorkChain.get_builder_from_protocol(*qe, structure, protocol='fast', pseudo_family=FAMILY)
+    precise = DfptQeWorkChain.get_builder_from_protocol(
+        *qe, structure, protocol='precise', pseudo_family=FAMILY
+    )
+    assert fast.scf.pw.parameters['SYSTEM']['ecutwfc'] == pytest.approx(76.0)  # Mg low hint 38 Ha
+    assert precise.scf.pw.parameters['SYSTEM']['ecutwfc'] == pytest.approx(96.0)  # 48 Ha
+    assert fast.scf.pw.parameters['SYSTEM']['ecutrho'] == pytest.approx(4 * 76.0)
+    assert fast.scf.pw.parameters['SYSTEM']['occupations'] == 'fixed'
+    assert fast.ph.ph.parameters['INPUTPH']['epsil'] is True
+    assert fast.scf.kpoints_distance.value > precise.scf.kpoints_distance.value
+
+    source = shared / 'pseudos' / 'PseudoDojo-0.4-PBE-SR-noCC-standard'
+    for name in ('Mg-sp.upf', 'O.upf'):
+        (tmp_path / name).write_bytes((source / name).read_bytes())
+    environment.install_pseudo_family(tmp_path, 'no-cutoffs-family')
+    fallback = DfptQeWorkChain.get_builder_from_protocol(
+        *qe, structure, protocol='moderate', pseudo_family='no-cutoffs-family', overrides={'ecutwfc': 70.0}
+    )
+    assert fallback.scf.pw.parameters['SYSTEM']['ecutwfc'] == 70.0
+    assert fallback.scf.pw.parameters['SYSTEM']['ecutrho'] == 320.0
+
+    with pytest.raises(ValueError, match='not installed'):
+        DfptQeWorkChain.get_builder_from_protocol(*qe, structure, pseudo_family='no-such-family')
+
+
+def test_builder_with_relax(qe):
+    builder = builder_for(qe, fcc_binary(['Mg', 'O'], 4.212), relax=True)
+    parameters = builder.relax.base_relax.pw.parameters.get_dict()
+    assert parameters['CONTROL']['calculation'] == 'vc-relax'
+    assert parameters['SYSTEM']['occupations'] == 'fixed'
+    assert parameters['SYSTEM']['ecutwfc'] == pytest.approx(76.0)
+    assert 'pseudos' not in builder.relax.base_relax.pw  # the work chain takes them from the family
+
+
+def test_calcfunction_on_reference_dyn_file(aiida_profile, shared):
+    """The calcfunction on aiida-quantumespresso's Si fixture: sum rules imposed, gap from the bands."""
+    retrieved = orm.FolderData()
+    retrieved.base.repository.put_object_from_tree(
+        str(shared / 'fixtures' / 'qe' / 'aiida-qe-ph-si-default' / 'DYN_MAT'), 'DYN_MAT'
+    )
+    structure = fcc_binary(['Si', 'Si'], 5.43, second=(0.25, 0.25, 0.25))
+    bands = orm.BandsData()
+    bands.set_kpoints([[0, 0, 0], [0.5, 0, 0]])
+    bands.set_bands(np.array([[-5.0, 1.0, 2.0, 5.0, 6.5], [-3.0, 1.0, 2.0, 4.0, 5.2]]), units='eV')
+    dielectric = dielectric_from_ph(
+        structure=structure,
+        scf_parameters=orm.Dict({'number_of_electrons': 8}),
+        scf_bands=bands,
+        ph_retrieved=retrieved,
+    )
+    assert dielectric.band_gap == pytest.approx(0.2)  # CBM 5.2 at X minus VBM 5.0 at Γ
+    assert dielectric.diel_elec == pytest.approx(57.362560769080)  # the fixture's (unphysical) numbers
+    np.testing.assert_allclose(dielectric.get_array('born_charges'), 0, atol=1e-9)  # neutrality imposed
+    assert dielectric.diel_ionic == pytest.approx(0, abs=1e-9)
+    assert dielectric.base.attributes.get('born_charge_neutrality_violation') == pytest.approx(
+        10.702678794572
+    )
+    assert dielectric.creator.process_label == 'dielectric_from_ph'
