@@ -139,13 +139,13 @@ def test_import_cli_reports_bad_rows_and_is_idempotent(imported, petousis_csv, t
 
 
 def test_tutorial_runs_as_written(imported, petousis_csv, capsys):
-    """The Python blocks of docs/tutorial.md, in order, on the imported data."""
-    text = (pathlib.Path(__file__).parents[2] / 'docs' / 'tutorial.md').read_text()
+    """The Python blocks of docs/get-started/tutorial.md, in order, on the imported data."""
+    text = (pathlib.Path(__file__).parents[2] / 'docs' / 'get-started' / 'tutorial.md').read_text()
     blocks = re.findall(r'```python\n(.*?)```', text, flags=re.DOTALL)
     assert len(blocks) >= 4
     namespace = {'CSV_PATH': petousis_csv}
     for block in blocks:
-        exec(compile(block, 'docs/tutorial.md', 'exec'), namespace)
+        exec(compile(block, 'docs/get-started/tutorial.md', 'exec'), namespace)
     output = capsys.readouterr().out
     assert '1056 entries' in output
     assert 'Φ =' in output
