@@ -8,8 +8,9 @@ possible. :func:`run_in_bulk` runs the function's body, then, in one storage tra
 process node (and any unstored input) with ``Node.store``, and the new output nodes and every link with
 the storage backend's ``bulk_insert``, as ``verdi archive import`` does; outputs are validated, cleaned
 and hashed as ``Node.store`` would. The graph is the one the engine writes — same node types, attributes,
-hashes, link types and labels, the CALL link from a calling work chain — which
-``tests/test_provenance.py`` checks by comparing the two.
+hashes, link types and labels, the CALL link from a calling work chain, and with caching enabled the same
+cached clone — which ``tests/tools/test_provenance.py`` checks by comparing the two. The private
+aiida-core API this needs is in :mod:`.aiida_internals`.
 """
 
 from __future__ import annotations
@@ -23,30 +24,24 @@ from aiida.manage import get_manager
 from aiida.orm import CalcFunctionNode, Data, Node, QueryBuilder
 from aiida.orm.entities import EntityTypes
 
+from aiida_dielectrics.tools import aiida_internals as internals
+
 #: Nodes loaded per query, below SQLite's limit on bound parameters.
 CHUNK = 500
-#: The columns of a node row, as ``bulk_insert`` takes them.
-NODE_COLUMNS = (
-    'uuid',
-    'node_type',
-    'process_type',
-    'label',
-    'description',
-    'ctime',
-    'mtime',
-    'attributes',
-    'extras',
-    'repository_metadata',
-)
 
 
 def run_in_bulk(function, metadata: Mapping | None = None, **inputs) -> tuple[dict, CalcFunctionNode]:
     """Like ``function.run_get_node(**inputs)`` for a calcfunction, with the provenance written in bulk.
 
     ``inputs`` may be nested mappings (namespaces) of ``Data`` nodes, stored or not; ``metadata`` takes
-    ``label``, ``description`` and ``call_link_label`` as the engine's does. Returns what the engine
-    returns (the stored outputs) and the finished process node. If the function raises, nothing is
-    stored; an :class:`~aiida.engine.ExitCode` it returns is recorded as the engine would.
+    ``label``, ``description``, ``call_link_label`` and ``disable_cache`` as the engine's does. Returns what
+    the engine returns (the stored outputs) and the finished process node. If the function raises, nothing
+    is stored; an :class:`~aiida.engine.ExitCode` it returns is recorded as the engine would.
+
+    With caching enabled for the function (``aiida.manage.caching.enable_caching``, or the profile's
+    ``caching.*`` options), a run whose inputs hash as a finished run's does not run the body: as the
+    engine, it stores a clone of that process node (extra ``_aiida_cached_from``) linked to these inputs,
+    with clones of its outputs. Unstored inputs are then stored before the look-up, as the engine does.
     """
     metadata = dict(metadata or {})
     flat_inputs = flatten(inputs)
@@ -54,26 +49,37 @@ def run_in_bulk(function, metadata: Mapping | None = None, **inputs) -> tuple[di
         if not isinstance(node, Data):
             raise TypeError(f'input {label} is a {type(node).__name__}, not a Data node')
     process_class = function.process_class
-    problem = process_class.spec().inputs.validate(inputs)
+    body = internals.wrapped_function(process_class)
+    problem = process_class.spec().inputs.validate({**inputs, 'metadata': metadata})
     if problem is not None:
-        raise ValueError(f'invalid inputs for {process_class._func.__name__}: {problem}')
+        raise ValueError(f'invalid inputs for {body.__name__}: {problem}')
+    process = new_process_node(process_class, metadata)
+    source, node_hash = None, None
+    if process.base.caching.should_use_cache():
+        store_inputs(flat_inputs)
+        node_hash = process_hash(process, flat_inputs)
+        source = cache_source(process, node_hash)
     backend = get_manager().get_profile_storage()
     # In a transaction, reading a stored node's attributes does not re-query the database for each one.
     with backend.transaction():
-        result = process_class._func(**inputs)
-        exit_code = result if isinstance(result, ExitCode) else ExitCode()
-        outputs = {} if isinstance(result, ExitCode) else result
-        if isinstance(outputs, Data):
-            outputs = {process_class.SINGLE_OUTPUT_LINKNAME: outputs}
-        flat_outputs = flatten(outputs)
-        for label, node in flat_outputs.items():
-            if not isinstance(node, Data) or node.is_stored:
-                raise ValueError(f'output {label} must be a new (unstored) Data node')
-
-        process = finished_process_node(process_class, exit_code, metadata)
-        for node in [process, *flat_inputs.values()]:
-            if not node.is_stored:
-                node.store()
+        if source is None:
+            result = body(**inputs)
+            exit_code = result if isinstance(result, ExitCode) else ExitCode()
+            outputs = {} if isinstance(result, ExitCode) else result
+            if isinstance(outputs, Data):
+                outputs = {process_class.SINGLE_OUTPUT_LINKNAME: outputs}
+            flat_outputs = flatten(outputs)
+            for label, node in flat_outputs.items():
+                if not isinstance(node, Data) or node.is_stored:
+                    raise ValueError(f'output {label} must be a new (unstored) Data node')
+            process.set_process_state(ProcessState.FINISHED)
+            process.set_exit_status(exit_code.status)
+            process.set_exit_message(exit_code.message)
+        else:
+            flat_outputs = clone_from_cache(process, source)
+        process.seal()
+        store_inputs(flat_inputs)
+        internals.store_without_cache_lookup(process)
         output_pks = dict(zip(flat_outputs, insert_nodes(flat_outputs.values()), strict=True))
         links = [
             link_row(node.pk, process.pk, LinkType.INPUT_CALC, label) for label, node in flat_inputs.items()
@@ -83,43 +89,80 @@ def run_in_bulk(function, metadata: Mapping | None = None, **inputs) -> tuple[di
         if caller is not None:
             label = metadata.get('call_link_label', 'CALL')
             links.append(link_row(caller.node.pk, process.pk, LinkType.CALL_CALC, label))
-        backend.bulk_insert(EntityTypes.LINK, links)
-        process.base.extras.set(process.base.caching._HASH_EXTRA_KEY, process_hash(process, flat_inputs))
+        internals.insert_rows(backend, EntityTypes.LINK, links)
+        process.base.extras.set(internals.HASH_EXTRA_KEY, node_hash or process_hash(process, flat_inputs))
+        if source is not None:
+            process.base.extras.set(process.base.caching.CACHED_FROM_KEY, source.uuid)
     stored = load_nodes(list(output_pks.values()))
     outputs = unflatten({label: stored[pk] for label, pk in output_pks.items()})
-    return (outputs[process_class.SINGLE_OUTPUT_LINKNAME] if isinstance(result, Data) else outputs), process
+    # The engine's rule (``FunctionProcess.run_get_node``): a lone ``result`` is returned on its own.
+    if len(outputs) == 1 and process_class.SINGLE_OUTPUT_LINKNAME in outputs:
+        return outputs[process_class.SINGLE_OUTPUT_LINKNAME], process
+    return outputs, process
 
 
-def finished_process_node(process_class, exit_code: ExitCode, metadata: Mapping) -> CalcFunctionNode:
-    """An unstored, sealed process node with the attributes the engine sets on a finished calcfunction."""
-    process = CalcFunctionNode(label=metadata.get('label', ''), description=metadata.get('description', ''))
+def new_process_node(process_class, metadata: Mapping) -> CalcFunctionNode:
+    """An unstored process node with the attributes the engine sets before it runs a calcfunction."""
+    function = internals.wrapped_function(process_class)
+    process = CalcFunctionNode()
+    ports = process_class.spec().inputs['metadata']
+    for name in ('label', 'description'):  # the label's default is the function's name
+        if name in metadata:
+            setattr(process, name, metadata[name])
+        elif ports[name].has_default():
+            setattr(process, name, ports[name].default)
     process.set_process_type(process_class.build_process_type())
-    process.set_process_label(process_class._func.__name__)
+    process.set_process_label(function.__name__)
     process.base.attributes.set_many(
         get_manager().get_runner().plugin_version_provider.get_version_info(process_class)
     )
-    process.set_metadata_inputs(None)
-    process.store_source_info(process_class._func)
-    process.set_process_state(ProcessState.FINISHED)
-    process.set_exit_status(exit_code.status)
-    process.set_exit_message(exit_code.message)
-    return process.seal()
+    process.set_metadata_inputs({'metadata': dict(metadata)} if metadata else None)
+    process.store_source_info(function)
+    return process
+
+
+def store_inputs(inputs: Mapping[str, Data]) -> None:
+    for node in inputs.values():
+        if not node.is_stored:
+            node.store()
+
+
+def cache_source(process: CalcFunctionNode, node_hash: str) -> CalcFunctionNode | None:
+    """The first valid cache source with the hash ``node_hash``, as the engine's ``_get_same_node`` finds it."""
+    query = QueryBuilder().append(
+        type(process), filters={f'extras.{internals.HASH_EXTRA_KEY}': node_hash}, subclassing=False
+    )
+    return next((node for (node,) in query.iterall() if node.base.caching.is_valid_cache), None)
+
+
+def clone_from_cache(process: CalcFunctionNode, source: CalcFunctionNode) -> dict[str, Data]:
+    """Make ``process`` a clone of ``source`` as ``Node._store_from_cache`` does (label, description, files,
+    attributes but the seal); returns unstored clones of its outputs by link label."""
+    process.label = source.label
+    process.description = source.description
+    internals.copy_repository(process, source)
+    for key, value in source.base.attributes.all.items():
+        if key != internals.SEALED_KEY:
+            process.base.attributes.set(key, value)
+    return {
+        link.link_label: link.node.clone()
+        for link in source.base.links.get_outgoing(link_type=LinkType.CREATE).all()
+    }
 
 
 def process_hash(process: CalcFunctionNode, inputs: dict[str, Data]) -> str:
-    """The hash the engine gives the process node, from its inputs' stored hashes.
+    """The hash the engine gives the process node, from its (stored) inputs' stored hashes.
 
     ``rehash()`` would recompute every input's hash from its attributes (~1.5 ms for a structure); a
     stored node's hash is already in its extras and cannot have changed, since its attributes cannot.
     """
     from aiida.common.hashing import make_hash
-    from aiida.orm.nodes.caching import NodeCaching
 
-    objects = NodeCaching.get_objects_to_hash(process.base.caching)
+    objects = internals.objects_to_hash_without_inputs(process)
     objects['inputs'] = {
         label: node.base.caching.get_hash() or node.base.caching.compute_hash()
         for label, node in inputs.items()
-        if label not in process.base.caching._hash_ignored_inputs
+        if label not in internals.HASH_IGNORED_INPUTS
     }
     return make_hash(objects)
 
@@ -127,19 +170,8 @@ def process_hash(process: CalcFunctionNode, inputs: dict[str, Data]) -> str:
 def insert_nodes(nodes: Iterable[Data]) -> list[int]:
     """Store new data nodes with one ``bulk_insert``: validated, cleaned and hashed as ``Node.store`` does,
     without its two flushes per node. Returns their pks; the Python objects stay unstored."""
-    rows = []
-    for node in nodes:
-        node._validate_storability()
-        node._validate()
-        node.backend_entity.clean_values()
-        node.base.repository._store()
-        node.base.extras.set(node.base.caching._HASH_EXTRA_KEY, node.base.caching._compute_hash())
-        model = node.backend_entity.bare_model
-        row = {column: getattr(model, column) for column in NODE_COLUMNS}
-        row['user_id'] = node.user.pk
-        row['dbcomputer_id'] = node.computer.pk if node.computer is not None else None
-        rows.append(row)
-    return get_manager().get_profile_storage().bulk_insert(EntityTypes.NODE, rows)
+    rows = [internals.node_row(node) for node in nodes]
+    return internals.insert_rows(get_manager().get_profile_storage(), EntityTypes.NODE, rows)
 
 
 def load_nodes(pks: list[int]) -> dict[int, Node]:

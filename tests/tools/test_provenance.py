@@ -1,16 +1,22 @@
-"""``run_in_bulk`` writes the graph the engine writes: compared node by node, link by link."""
+"""``run_in_bulk`` writes the graph the engine writes: compared node by node, link by link, and with
+caching enabled the same cached clones."""
 
 import pytest
 from aiida.common.links import LinkType
 from aiida.engine import ExitCode, WorkChain, calcfunction, run_get_node
-from aiida.orm import CalcFunctionNode, Dict, Float, Int, QueryBuilder, Str
+from aiida.manage.caching import enable_caching
+from aiida.orm import CalcFunctionNode, Dict, Float, Int, QueryBuilder, Str, load_node
 
 from aiida_dielectrics.tools.provenance import run_in_bulk
+
+#: One entry per run of ``scale``'s body, to see which runs came from the cache.
+BODY_RUNS = []
 
 
 @calcfunction
 def scale(factor: Float, **values) -> dict:
     """Outputs in a namespace plus a plain output, like ``predict_structures``."""
+    BODY_RUNS.append(factor.value)
     if factor.value < 0:
         return ExitCode(300, 'negative factor')
     if factor.value == 0:
@@ -40,6 +46,8 @@ def graph(process: CalcFunctionNode) -> dict:
     )
     return {
         'node': (process.node_type, process.process_type, process.process_label, process.exit_status),
+        'label': (process.label, process.description),
+        'extras': sorted(process.base.extras.keys()),
         'attributes': attributes,
         'repository': process.base.repository.list_object_names(),
         'hash': process.base.caching.get_hash(),
@@ -71,8 +79,13 @@ def test_unstored_inputs_single_output_and_metadata(aiida_profile):
     assert all(value.is_stored for value in values.values())
     assert (node.label, node.description) == ('sum', 'a test')
     assert node.outputs.result.pk == result.pk
-    engine_result, engine_node = total.run_get_node(**values)
-    assert graph(node) == graph(engine_node) | {'node': graph(node)['node']}
+    engine_result, engine_node = total.run_get_node(
+        **values, metadata={'label': 'sum', 'description': 'a test'}
+    )
+    assert graph(node) == graph(engine_node)
+    assert node.base.attributes.get('metadata_inputs') == {
+        'metadata': {'label': 'sum', 'description': 'a test'}
+    }
     assert engine_result.value == result.value
 
 
@@ -119,3 +132,84 @@ def test_call_link_from_a_calling_work_chain(aiida_profile):
     called = workchain.base.links.get_outgoing(link_type=LinkType.CALL_CALC).one()
     assert called.link_label == 'add_up'
     assert called.node.outputs.result.pk == results['total'].pk
+
+
+def cached_runs(numbers: dict, factor: Float, first_run, metadata=None):
+    """A first run (``first_run``: the engine or ``run_in_bulk``), then, with caching enabled for
+    ``scale``, a cached run by each; returns the three process nodes and the bulk run's outputs."""
+    _, first = first_run(factor=factor, numbers=numbers)
+    runs = len(BODY_RUNS)
+    with enable_caching(identifier=first.process_type):
+        bulk_outputs, bulk = run_in_bulk(scale, metadata=metadata, factor=factor, numbers=numbers)
+        _, engine = scale.run_get_node(factor=factor, numbers=numbers, metadata=metadata or {})
+    assert len(BODY_RUNS) == runs, 'a cached run ran the function body'
+    return first, bulk, engine, bulk_outputs
+
+
+@pytest.mark.parametrize(
+    ('first_run', 'offset'),
+    [(scale.run_get_node, 0.5), (lambda **inputs: run_in_bulk(scale, **inputs), 0.25)],
+)
+def test_cached_run_equals_the_engines_cached_run(aiida_profile, first_run, offset):
+    # The profile is the session's: values no other test uses, so the first run is the only cache source.
+    numbers = {f'n{i}': Float(i + offset).store() for i in range(4)}
+    factor = Float(1.5).store()
+    first, bulk, engine, bulk_outputs = cached_runs(numbers, factor, first_run, {'label': 'again'})
+
+    assert bulk.base.caching.get_cache_source() == first.uuid
+    assert engine.base.caching.get_cache_source() in (first.uuid, bulk.uuid)
+    assert graph(bulk) == graph(engine)
+    # As the engine's clone: the first run's label and attributes, its outputs cloned, the same hash.
+    assert bulk.label == first.label == 'scale'  # not 'again': the engine's clone takes the source's
+    assert bulk.base.attributes.all == first.base.attributes.all
+    assert graph(bulk)['outgoing'] == graph(first)['outgoing']
+    assert bulk.base.caching.get_hash() == first.base.caching.get_hash()
+    clone, original = bulk_outputs['scaled']['n2'], first.outputs.scaled.n2
+    assert clone.pk != original.pk and clone.value == original.value == 1.5 * (2 + offset)
+    assert bulk.outputs.scaled.n2.pk == clone.pk
+    assert bulk.inputs.numbers.n2.pk == numbers['n2'].pk
+
+
+def test_cached_failed_run_and_unstored_inputs(aiida_profile):
+    """A failed run is a valid cache source for the engine (its exit code does not invalidate caching);
+    unstored inputs equal to stored ones hit the cache too, as the engine's do."""
+    first, bulk, engine, outputs = cached_runs({'x': Float(1.25)}, Float(-2.0), scale.run_get_node)
+    assert outputs == {}
+    assert bulk.base.caching.get_cache_source() == first.uuid
+    assert (
+        (bulk.exit_status, bulk.exit_message)
+        == (engine.exit_status, engine.exit_message)
+        == (300, 'negative factor')
+    )
+    assert graph(bulk) == graph(engine)
+
+    values = {'a': Float(3.0), 'b': Float(4.0)}
+    first_result, first_node = run_in_bulk(total, **values)
+    with enable_caching(identifier=first_node.process_type):
+        result, node = run_in_bulk(total, a=Float(3.0), b=Float(4.0))
+    assert node.base.caching.get_cache_source() == first_node.uuid
+    assert isinstance(result, Float) and result.value == 7.0 and result.pk != first_result.pk
+
+
+def test_disable_cache_runs_the_body(aiida_profile):
+    numbers, factor = {'y': Float(2.0).store()}, Float(3.0).store()
+    _, first = scale.run_get_node(factor=factor, numbers=numbers)
+    runs = len(BODY_RUNS)
+    metadata = {'disable_cache': True}
+    with enable_caching(identifier=first.process_type):
+        _, bulk = run_in_bulk(scale, metadata=metadata, factor=factor, numbers=numbers)
+        _, engine = scale.run_get_node(factor=factor, numbers=numbers, metadata=metadata)
+    assert len(BODY_RUNS) == runs + 2
+    assert not bulk.base.caching.is_created_from_cache
+    assert graph(bulk) == graph(engine)
+
+
+def test_cache_source_is_a_valid_one(aiida_profile):
+    """A node marked invalid for caching is not reused (the engine's ``is_valid_cache``)."""
+    numbers, factor = {'z': Float(5.0).store()}, Float(2.0).store()
+    _, first = run_in_bulk(scale, factor=factor, numbers=numbers)
+    first.base.caching.is_valid_cache = False
+    with enable_caching(identifier=first.process_type):
+        _, again = run_in_bulk(scale, factor=factor, numbers=numbers)
+    assert not again.base.caching.is_created_from_cache
+    assert load_node(again.pk).base.caching.get_hash() == first.base.caching.get_hash()
