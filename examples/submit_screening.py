@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from aiida_dielectrics.calculations.candidates import generate_candidates
 from aiida_dielectrics.calculations.predictions import model_node
-from aiida_dielectrics.ml.loading import DEFAULT_MODELS, resolve
+from aiida_dielectrics.ml.loading import DEFAULT_MODEL_NAMES, resolve
 from aiida_dielectrics.tools.provenance import run_in_bulk
 from aiida_dielectrics.workflows.screening import ScreeningWorkChain
 
@@ -66,7 +66,7 @@ candidates = {
 }
 print(f'{len(candidates)} candidates: {", ".join(report[key]["formula"] for key in candidates)}')
 
-models = {target: model_node(target, resolve(name)) for target, name in DEFAULT_MODELS.items()}
+models = {target: model_node(target, resolve(name)) for target, name in DEFAULT_MODEL_NAMES.items()}
 builder = ScreeningWorkChain.get_builder()
 builder.candidates = candidates
 builder.models = models
@@ -76,9 +76,8 @@ builder.campaign_group = orm.Str(arguments.group)
 builder.dfpt = {
     'engine': orm.Str('qe'),
     'protocol': orm.Str(arguments.protocol),
-    'family': orm.Str(arguments.pseudo_family),
-    'code_pw': orm.load_code('pw@localhost'),
-    'code_ph': orm.load_code('ph@localhost'),
+    'potential_family': orm.Str(arguments.pseudo_family),
+    'codes': {'pw': orm.load_code('pw@localhost'), 'ph': orm.load_code('ph@localhost')},
     'options': orm.Dict({'resources': {'num_machines': 1, 'num_mpiprocs_per_machine': arguments.mpi}}),
 }
 node = submit(builder)

@@ -23,8 +23,17 @@ def fcc_binary(symbols, a, second=(0.5, 0.5, 0.5)):
     return structure
 
 
-def builder_for(qe, structure, **kwargs):
-    """The fast-protocol builder with the shared family and options; ``qe`` is the (pw, ph) fixture."""
+def builder_for(qe, structure, relax=False, **kwargs):
+    """The fast-protocol builder with the shared family and options; ``qe`` is the (pw, ph) fixture.
+
+    Without relaxation unless asked: most tests run at the equilibrium lattice already.
+    """
     return DfptQeWorkChain.get_builder_from_protocol(
-        *qe, structure, protocol='fast', pseudo_family=FAMILY, options=OPTIONS, **kwargs
+        structure,
+        codes=dict(zip(('pw', 'ph'), qe, strict=True)),
+        protocol='fast',
+        potential_family=FAMILY,
+        options=OPTIONS,
+        relax=relax,
+        **kwargs,
     )

@@ -1,4 +1,4 @@
-"""``dfpt``: verify one structure by DFPT with Quantum ESPRESSO or VASP, and print the result table."""
+"""``dfpt``: verify one structure by DFPT with any installed engine, and print the result table."""
 
 from __future__ import annotations
 
@@ -7,8 +7,7 @@ import numpy as np
 
 from aiida_dielectrics.cli import cli
 from aiida_dielectrics.cli.utils import load_profile
-
-ENGINES = ('qe', 'vasp')
+from aiida_dielectrics.workflows.dfpt import engines, load_engine
 
 
 def read_structure(path: str):
@@ -26,48 +25,34 @@ def read_structure(path: str):
     return StructureData(pymatgen=structure)
 
 
-def load_code(label: str, option: str):
+def engine_codes(workchain, given: tuple[str, ...]) -> dict:
+    """``ROLE=LABEL`` pairs over the engine's default code labels, loaded, or one clear error line."""
     from aiida.common.exceptions import MultipleObjectsError, NotExistent
-    from aiida.orm import load_code as aiida_load_code
+    from aiida.orm import load_code
 
-    try:
-        return aiida_load_code(label)
-    except (NotExistent, MultipleObjectsError) as exception:
+    labels = {role: label for role, label in workchain.CODES.items() if label}
+    for pair in given:
+        role, _, label = pair.partition('=')
+        if role not in workchain.CODES or not label:
+            raise click.BadParameter(
+                f'`{pair}`: give ROLE=LABEL with ROLE one of {", ".join(workchain.CODES)}',
+                param_hint='--code',
+            )
+        labels[role] = label
+    missing = sorted(set(workchain.CODES) - set(labels))
+    if missing:
         raise click.ClickException(
-            f'no unique code `{label}` ({option}); `aiida-dielectrics setup` registers pw@localhost and ph@localhost'
-        ) from exception
-
-
-def qe_builder(structure, protocol, options, relax, pseudo_family, code_pw, code_ph, **_):
-    from aiida_dielectrics.workflows.dfpt.qe.workchain import DfptQeWorkChain
-
-    return DfptQeWorkChain.get_builder_from_protocol(
-        load_code(code_pw, '--code-pw'),
-        load_code(code_ph, '--code-ph'),
-        structure,
-        protocol=protocol,
-        pseudo_family=pseudo_family,
-        relax=relax,
-        options=options,
-    )
-
-
-def vasp_builder(structure, protocol, options, relax, potential_family, code_vasp, **_):
-    from aiida_dielectrics.workflows.dfpt.vasp.workchain import DfptVaspWorkChain
-
-    if code_vasp is None:
-        raise click.ClickException('--engine vasp needs --code-vasp (a code for the vasp.vasp plugin)')
-    return DfptVaspWorkChain.get_builder_from_protocol(
-        load_code(code_vasp, '--code-vasp'),
-        structure,
-        protocol=protocol,
-        potential_family=potential_family,
-        relax=relax,
-        options=options,
-    )
-
-
-BUILDERS = {'qe': qe_builder, 'vasp': vasp_builder}
+            f'this engine needs --code {missing[0]}=LABEL (a code for its {missing[0]} runs)'
+        )
+    codes = {}
+    for role, label in labels.items():
+        try:
+            codes[role] = load_code(label)
+        except (NotExistent, MultipleObjectsError) as exception:
+            raise click.ClickException(
+                f'no unique code `{label}` for {role}; `aiida-dielectrics setup` registers the QE codes on localhost'
+            ) from exception
+    return codes
 
 
 def result_table(dielectric, structure=None) -> str:
@@ -108,55 +93,80 @@ def result_table(dielectric, structure=None) -> str:
 
 @cli.command('dfpt')
 @click.argument('structure_file', type=click.Path(exists=True, dir_okay=False))
-@click.option('--engine', type=click.Choice(ENGINES), default='qe', show_default=True, help='DFPT code.')
+@click.option(
+    '--engine',
+    type=click.Choice(engines()),
+    default='qe',
+    show_default=True,
+    help='DFPT engine (entry points).',
+)
 @click.option(
     '--protocol',
+    type=click.Choice(('fast', 'moderate', 'precise', 'paper')),
     default='moderate',
     show_default=True,
-    help='Protocol of the engine: fast, moderate, precise (qe); fast, moderate, paper (vasp).',
+    help='Protocol: fast, moderate, precise (every engine); paper (vasp: the original study).',
 )
 @click.option(
-    '--pseudo-family',
-    default='PseudoDojo/0.4/PBE/SR/standard/upf',
-    show_default=True,
-    help='aiida-pseudo family (qe).',
+    '--potential-family',
+    default=None,
+    help="Pseudo family (qe) or POTCAR family (vasp); default: the engine's.",
 )
-@click.option('--code-pw', default='pw@localhost', show_default=True, help='pw.x code (qe).')
-@click.option('--code-ph', default='ph@localhost', show_default=True, help='ph.x code (qe).')
-@click.option('--potential-family', default='PBE.54', show_default=True, help='POTCAR family (vasp).')
-@click.option('--code-vasp', default=None, help='vasp.vasp code (vasp).')
-@click.option('--relax/--no-relax', default=False, show_default=True, help='Relax cell and positions first.')
+@click.option(
+    '--code',
+    'codes',
+    multiple=True,
+    metavar='ROLE=LABEL',
+    help='A code of the engine by role, repeatable: qe uses pw and ph (default pw@localhost, ph@localhost), vasp uses vasp.',
+)
+@click.option(
+    '--relax/--no-relax',
+    default=True,
+    show_default=True,
+    help='vc-relax at the DFT level first (off only for a structure already at its DFT equilibrium).',
+)
 @click.option('-n', '--num-mpiprocs', type=click.IntRange(min=1), default=None, help='MPI processes per run.')
 @click.option(
     '--submit', is_flag=True, help='Submit to the daemon and return at once instead of running here.'
 )
 @click.pass_context
-def dfpt(ctx, structure_file, engine, protocol, num_mpiprocs, submit, **engine_options):
+def dfpt(ctx, structure_file, engine, protocol, potential_family, codes, relax, num_mpiprocs, submit):
     """Compute ε∞, ε_ion, Born charges, Γ phonons and the band gap of STRUCTURE_FILE by DFPT.
 
-    Any file pymatgen reads works (CIF, POSCAR, …). Without --submit the work chain runs in this process
-    and the result table is printed; with --submit it goes to the daemon and the command prints its pk.
+    Any file pymatgen reads works (CIF, POSCAR, …). The cell is symmetrised to its space group and
+    relaxed at the DFT level first. Without --submit the work chain runs in this process and the result
+    table is printed; with --submit it goes to the daemon and the command prints its pk.
     """
-    structure = read_structure(structure_file)
     load_profile(ctx)
     from aiida.engine import run_get_node
     from aiida.engine import submit as submit_process
 
+    structure = read_structure(structure_file)
+    workchain = load_engine(engine)
     options = {}
     if num_mpiprocs is not None:
         options = {'resources': {'num_machines': 1, 'num_mpiprocs_per_machine': num_mpiprocs}}
     try:
-        builder = BUILDERS[engine](structure, protocol, options, **engine_options)
-    except (ValueError, ImportError) as exception:
-        raise click.ClickException(str(exception).splitlines()[0]) from exception
-
+        builder = workchain.get_builder_from_protocol(
+            structure,
+            codes=engine_codes(workchain, codes),
+            protocol=protocol,
+            potential_family=potential_family,
+            relax=relax,
+            options=options,
+        )
+        node = submit_process(builder) if submit else None
+    except ValueError as exception:  # protocol, family or the work chain's input validation
+        raise click.ClickException(str(exception).strip().splitlines()[-1]) from exception
     if submit:
-        node = submit_process(builder)
         click.echo(
             f'Submitted {node.process_label}<{node.pk}>; follow it with `verdi process status {node.pk}`.'
         )
         return
-    results, node = run_get_node(builder)
+    try:
+        results, node = run_get_node(builder)
+    except ValueError as exception:
+        raise click.ClickException(str(exception).strip().splitlines()[-1]) from exception
     if not node.is_finished_ok:
         raise click.ClickException(
             f'{node.process_label}<{node.pk}> failed with exit status {node.exit_status}: {node.exit_message}'

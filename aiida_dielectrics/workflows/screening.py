@@ -3,8 +3,8 @@
 One campaign in one provenance graph: the predictions come from one calcfunction per batch
 (:func:`aiida_dielectrics.calculations.predictions.predict_structures`), the selection from :func:`select_candidates`
 (both with their links written in bulk, :func:`aiida_dielectrics.tools.provenance.run_in_bulk`),
-every DFPT verification is a child ``dielectrics.dfpt.qe`` or ``dielectrics.dfpt.vasp`` work chain on the
-candidate's own structure node, and :func:`summarize_campaign` compares prediction with DFPT.
+every DFPT verification is a child work chain of the chosen engine (:mod:`aiida_dielectrics.workflows.dfpt`)
+on the candidate's own structure node, relaxed at the DFT level first, and :func:`summarize_campaign` compares prediction with DFPT.
 A failed DFPT child is reported in the summary; it does not stop the others.
 """
 
@@ -14,7 +14,6 @@ import numpy as np
 import pandas as pd
 from aiida import orm
 from aiida.engine import ToContext, WorkChain, calcfunction, while_
-from aiida.plugins import WorkflowFactory
 
 from aiida_dielectrics.calculations.predictions import predict_structures
 from aiida_dielectrics.data.dielectric import DielectricData
@@ -22,6 +21,7 @@ from aiida_dielectrics.data.model import ModelData
 from aiida_dielectrics.data.prediction import PredictionData
 from aiida_dielectrics.science import selection
 from aiida_dielectrics.tools.provenance import run_in_bulk
+from aiida_dielectrics.workflows.dfpt import engines, load_engine
 
 #: The original study counted a DFPT Φ above 240 eV as a hit (155/2532 ≈ 6 %).
 DEFAULT_HIT_THRESHOLD = 240.0
@@ -163,21 +163,32 @@ class ScreeningWorkChain(WorkChain):
             'dfpt.engine',
             valid_type=orm.Str,
             default=lambda: orm.Str('qe'),
-            validator=lambda value, _: None if value.value in ('qe', 'vasp') else 'engine must be qe or vasp',
+            validator=validate_engine,
+            help='A DFPT engine (entry point `dielectrics.dfpt.<engine>`), e.g. qe or vasp.',
         )
         spec.input('dfpt.protocol', valid_type=orm.Str, default=lambda: orm.Str('fast'))
         spec.input(
-            'dfpt.family', valid_type=orm.Str, help='Pseudo family (qe) or POTCAR family (vasp) label.'
+            'dfpt.potential_family',
+            valid_type=orm.Str,
+            required=False,
+            help="Pseudo family (qe) or POTCAR family (vasp) label; default: the engine's.",
         )
-        spec.input('dfpt.code_pw', valid_type=orm.AbstractCode, required=False, help='pw.x (engine qe).')
-        spec.input('dfpt.code_ph', valid_type=orm.AbstractCode, required=False, help='ph.x (engine qe).')
-        spec.input('dfpt.code', valid_type=orm.AbstractCode, required=False, help='VASP (engine vasp).')
-        spec.input('dfpt.relax', valid_type=orm.Bool, default=lambda: orm.Bool(False), help='Relax first.')
+        spec.input_namespace(
+            'dfpt.codes', valid_type=orm.AbstractCode, dynamic=True, help="The engine's codes by role."
+        )
+        spec.input(
+            'dfpt.relax',
+            valid_type=orm.Bool,
+            default=lambda: orm.Bool(True),
+            help='Relax at the DFT level before the DFPT (off only for structures already at equilibrium).',
+        )
         spec.input(
             'dfpt.options', valid_type=orm.Dict, required=False, help='Scheduler options for every job.'
         )
         spec.input('dfpt.overrides', valid_type=orm.Dict, required=False, help='Protocol overrides.')
         spec.inputs['dfpt'].validator = validate_dfpt
+        spec.inputs['candidates'].validator = lambda value, _: None if value else 'no candidate structures'
+        spec.inputs['models'].validator = validate_models
         spec.outline(
             cls.predict,
             cls.select,
@@ -188,20 +199,11 @@ class ScreeningWorkChain(WorkChain):
         spec.output('selection', valid_type=orm.Dict)
         spec.output_namespace('dielectrics', valid_type=DielectricData, dynamic=True)
         spec.output('summary', valid_type=orm.Dict)
-        spec.exit_code(300, 'ERROR_NO_CANDIDATES', message='No candidate structures were given.')
-        spec.exit_code(301, 'ERROR_MISSING_MODELS', message='Models missing for: {targets}.')
         spec.exit_code(310, 'ERROR_NOTHING_PREDICTED', message='No candidate could be predicted: {reasons}.')
         spec.exit_code(320, 'ERROR_NOTHING_SELECTED', message='No candidate passed the filters {filters}.')
         spec.exit_code(400, 'ERROR_ALL_DFPT_FAILED', message='Every DFPT verification failed.')
 
     def predict(self):
-        if not self.inputs.candidates:
-            return self.exit_codes.ERROR_NO_CANDIDATES
-        from aiida_dielectrics.calculations.predictions import REQUIRED_MODELS
-
-        missing = [target for target in REQUIRED_MODELS if target not in self.inputs.models]
-        if missing:
-            return self.exit_codes.ERROR_MISSING_MODELS.format(targets=', '.join(missing))
         keys = sorted(self.inputs.candidates)
         size = self.inputs.batch_size.value
         predictions, skipped = {}, {}
@@ -252,7 +254,11 @@ class ScreeningWorkChain(WorkChain):
         ]
         launched = {}
         for key in self.ctx.batch:
-            node = self.submit(dfpt_builder(self.inputs.dfpt, self.inputs.candidates[key]))
+            try:
+                node = self.submit(dfpt_builder(self.inputs.dfpt, self.inputs.candidates[key]))
+            except ValueError as exception:  # refused by the engine's input validation
+                self.report(f'DFPT of {key} refused: {str(exception).splitlines()[-1]}')
+                continue
             node.base.extras.set('candidate', key)
             self.report(
                 f'DFPT of {key} ({self.ctx.predictions[key].formula}): {node.process_label}<{node.pk}>'
@@ -262,6 +268,8 @@ class ScreeningWorkChain(WorkChain):
 
     def inspect_dfpt(self):
         for key in self.ctx.batch:
+            if f'dfpt_{key}' not in self.ctx:
+                continue  # refused at submission, reported by run_dfpt
             child = self.ctx[f'dfpt_{key}']
             if child.is_finished_ok:
                 self.ctx.verified[key] = child.outputs.dielectric
@@ -288,31 +296,37 @@ class ScreeningWorkChain(WorkChain):
             return self.exit_codes.ERROR_ALL_DFPT_FAILED
 
 
+def validate_engine(value, _):
+    return None if value.value in engines() else f'engine must be one of {", ".join(engines())}'
+
+
+def validate_models(models, _):
+    """Every quantity the screening predicts needs a model."""
+    from aiida_dielectrics.calculations.predictions import REQUIRED_MODELS
+
+    missing = [target for target in REQUIRED_MODELS if target not in models]
+    return f'models missing for: {", ".join(missing)}' if missing else None
+
+
 def validate_dfpt(namespace, _):
     """The engine's codes must be there."""
     engine = namespace['engine'].value if 'engine' in namespace else 'qe'
-    needed = ('code_pw', 'code_ph') if engine == 'qe' else ('code',)
-    missing = [name for name in needed if name not in namespace]
+    if engine not in engines():
+        return None  # the engine port says why
+    missing = sorted(set(load_engine(engine).CODES) - set(namespace.get('codes', {})))
     if missing:
-        return f'engine {engine} needs dfpt.{", dfpt.".join(missing)}'
+        return f'engine {engine} needs dfpt.codes.{", dfpt.codes.".join(missing)}'
     return None
 
 
 def dfpt_builder(dfpt, structure: orm.StructureData):
     """The child's builder from its engine's protocol."""
-    options = dfpt['options'].get_dict() if 'options' in dfpt else None
-    overrides = dfpt['overrides'].get_dict() if 'overrides' in dfpt else None
-    common = {
-        'structure': structure,
-        'protocol': dfpt['protocol'].value,
-        'overrides': overrides,
-        'relax': dfpt['relax'].value,
-        'options': options,
-    }
-    if dfpt['engine'].value == 'qe':
-        workchain = WorkflowFactory('dielectrics.dfpt.qe')
-        return workchain.get_builder_from_protocol(
-            dfpt['code_pw'], dfpt['code_ph'], pseudo_family=dfpt['family'].value, **common
-        )
-    workchain = WorkflowFactory('dielectrics.dfpt.vasp')
-    return workchain.get_builder_from_protocol(dfpt['code'], potential_family=dfpt['family'].value, **common)
+    return load_engine(dfpt['engine'].value).get_builder_from_protocol(
+        structure,
+        codes=dict(dfpt['codes']),
+        protocol=dfpt['protocol'].value,
+        potential_family=dfpt['potential_family'].value if 'potential_family' in dfpt else None,
+        relax=dfpt['relax'].value,
+        options=dfpt['options'].get_dict() if 'options' in dfpt else None,
+        overrides=dfpt['overrides'].get_dict() if 'overrides' in dfpt else None,
+    )

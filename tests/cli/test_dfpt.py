@@ -37,10 +37,13 @@ def test_missing_file_and_unknown_engine(aiida_profile, tmp_path):
 def test_unknown_code_and_family(tmp_path):
     path = tmp_path / 'MgO.cif'
     fcc_binary(['Mg', 'O'], 4.212).get_pymatgen_structure().to(filename=str(path))
-    result = invoke('dfpt', str(path), '--pseudo-family', FAMILY, '--code-pw', 'nope@localhost')
+    result = invoke('dfpt', str(path), '--potential-family', FAMILY, '--code', 'pw=nope@localhost')
     assert result.exit_code == 1
-    assert 'no unique code `nope@localhost`' in result.output
-    result = invoke('dfpt', str(path), '--pseudo-family', 'no-such-family')
+    assert 'no unique code `nope@localhost` for pw' in result.output
+    result = invoke('dfpt', str(path), '--potential-family', FAMILY, '--code', 'phonon=ph@localhost')
+    assert result.exit_code == 2
+    assert 'give ROLE=LABEL with ROLE one of pw, ph' in result.output
+    result = invoke('dfpt', str(path), '--potential-family', 'no-such-family')
     assert result.exit_code == 1
     assert (
         result.output.strip()
@@ -50,13 +53,14 @@ def test_unknown_code_and_family(tmp_path):
 
 @pytest.mark.usefixtures('qe')
 def test_failed_run_reports_exit_code(tmp_path):
-    """LiF from a CIF runs the work chain here, which stops at once: the exit code is the one line."""
+    """LiF from a CIF is refused by the work chain's input validation: one line, exit 1."""
     path = tmp_path / 'LiF.cif'
     fcc_binary(['Li', 'F'], 4.03).get_pymatgen_structure().to(filename=str(path))
-    result = invoke('dfpt', str(path), '--engine', 'qe', '--protocol', 'fast', '--pseudo-family', FAMILY)
+    result = invoke('dfpt', str(path), '--engine', 'qe', '--protocol', 'fast', '--potential-family', FAMILY)
     assert result.exit_code == 1
-    assert 'failed with exit status 302' in result.output
-    assert 'has no pseudo for Li' in result.output
+    assert result.output.strip().splitlines() == [
+        f'Error: the pseudo family `{FAMILY}` has no pseudo for Li'
+    ]
 
 
 def test_result_table(aiida_profile):
@@ -85,4 +89,4 @@ def test_vasp_engine_needs_its_code(aiida_profile, tmp_path):
     fcc_binary(['Mg', 'O'], 4.212).get_pymatgen_structure().to(filename=str(path), fmt='poscar')
     result = invoke('dfpt', str(path), '--engine', 'vasp')
     assert result.exit_code == 1
-    assert result.output.strip() == 'Error: --engine vasp needs --code-vasp (a code for the vasp.vasp plugin)'
+    assert result.output.strip() == 'Error: this engine needs --code vasp=LABEL (a code for its vasp runs)'

@@ -48,7 +48,10 @@ def test_mgo_real_dfpt(qe):
     assert dielectric.engine == 'qe'
     assert dielectric.base.attributes.get('dynamically_stable') is True
     assert dielectric.base.attributes.get('born_charge_neutrality_violation') < 0.05
-    assert results['structure'].uuid == node.inputs.structure.uuid
+    # the DFPT ran on the symmetrised cell, whose provenance parent is the input structure
+    symmetrized = results['structure'].creator
+    assert symmetrized.process_label == 'symmetrize_structure'
+    assert symmetrized.inputs.structure.uuid == node.inputs.structure.uuid
     # provenance: the dielectric node is made by the calcfunction from the ph.x outputs
     creator = dielectric.creator
     assert creator.process_label == 'dielectric_from_ph'
@@ -59,24 +62,32 @@ def expect_early_exit(qe, structure, exit_code, match):
     results, node = run_get_node(builder_for(qe, structure))
     assert node.exit_status == DfptQeWorkChain.exit_codes[exit_code].status, node.exit_message
     assert match in node.exit_message
-    assert not node.called  # nothing ran: the check came before any calculation
+    assert [child.process_label for child in node.called] == ['symmetrize_structure']  # no calculation ran
     assert 'dielectric' not in results
 
 
+def expect_refused(qe, structure, match):
+    """Bad input is refused at submission by the port validator: no process node is created."""
+    count = orm.QueryBuilder().append(orm.ProcessNode).count()
+    with pytest.raises(ValueError, match=match):
+        run_get_node(builder_for(qe, structure))
+    assert orm.QueryBuilder().append(orm.ProcessNode).count() == count
+
+
 def test_unsupported_element(qe):
-    """The shared PseudoDojo family has no Li: LiF stops with ERROR_UNSUPPORTED_ELEMENT."""
-    expect_early_exit(qe, fcc_binary(['Li', 'F'], 4.03), 'ERROR_UNSUPPORTED_ELEMENT', 'Li')
+    """The shared PseudoDojo family has no Li: LiF is refused at submission."""
+    expect_refused(qe, fcc_binary(['Li', 'F'], 4.03), 'has no pseudo for Li')
 
 
 def test_overlapping_atoms(qe):
     structure = fcc_binary(['Mg', 'O'], 4.212, second=(0.05, 0.0, 0.0))  # 0.3 Å apart
-    expect_early_exit(qe, structure, 'ERROR_INVALID_STRUCTURE', 'Å apart')
+    expect_refused(qe, structure, r'invalid structure: atoms 0\.298 Å apart')
 
 
 def test_atom_too_close_to_its_own_image(qe):
     structure = orm.StructureData(cell=[[0.3, 0, 0], [0, 4, 0], [0, 0, 4]])
     structure.append_atom(position=(0, 0, 0), symbols='Mg')
-    expect_early_exit(qe, structure, 'ERROR_INVALID_STRUCTURE', '0.300 Å apart')
+    expect_refused(qe, structure, r'0\.300 Å apart')
 
 
 def test_odd_electron_count_is_a_metal(qe):
@@ -94,15 +105,18 @@ def test_metal_detected_after_scf(qe):
     assert node.exit_status == DfptQeWorkChain.exit_codes.ERROR_METAL.status, node.exit_message
     assert 'band gap' in node.exit_message
     labels = [child.process_label for child in node.called]
-    assert labels == ['PwBaseWorkChain']
+    assert labels == ['symmetrize_structure', 'PwBaseWorkChain']
 
 
 def test_builder_cutoffs_from_family_or_protocol(qe, tmp_path, shared):
     """The family's low/normal/high hints set the cutoffs; a family without them falls back to the protocol."""
     structure = fcc_binary(['Mg', 'O'], 4.212)
-    fast = DfptQeWorkChain.get_builder_from_protocol(*qe, structure, protocol='fast', pseudo_family=FAMILY)
+    codes = dict(zip(('pw', 'ph'), qe, strict=True))
+    fast = DfptQeWorkChain.get_builder_from_protocol(
+        structure, codes=codes, protocol='fast', potential_family=FAMILY
+    )
     precise = DfptQeWorkChain.get_builder_from_protocol(
-        *qe, structure, protocol='precise', pseudo_family=FAMILY
+        structure, codes=codes, protocol='precise', potential_family=FAMILY
     )
     assert fast.scf.pw.parameters['SYSTEM']['ecutwfc'] == pytest.approx(76.0)  # Mg low hint 38 Ha
     assert precise.scf.pw.parameters['SYSTEM']['ecutwfc'] == pytest.approx(96.0)  # 48 Ha
@@ -116,13 +130,28 @@ def test_builder_cutoffs_from_family_or_protocol(qe, tmp_path, shared):
         (tmp_path / name).write_bytes((source / name).read_bytes())
     environment.install_pseudo_family(tmp_path, 'no-cutoffs-family')
     fallback = DfptQeWorkChain.get_builder_from_protocol(
-        *qe, structure, protocol='moderate', pseudo_family='no-cutoffs-family', overrides={'ecutwfc': 70.0}
+        structure,
+        codes=codes,
+        protocol='moderate',
+        potential_family='no-cutoffs-family',
+        overrides={'ecutwfc': 70.0},
     )
     assert fallback.scf.pw.parameters['SYSTEM']['ecutwfc'] == 70.0
     assert fallback.scf.pw.parameters['SYSTEM']['ecutrho'] == 320.0
 
     with pytest.raises(ValueError, match='not installed'):
-        DfptQeWorkChain.get_builder_from_protocol(*qe, structure, pseudo_family='no-such-family')
+        DfptQeWorkChain.get_builder_from_protocol(structure, codes=codes, potential_family='no-such-family')
+    with pytest.raises(ValueError, match=r'unknown protocol override scf\.kpoint_distance'):
+        DfptQeWorkChain.get_builder_from_protocol(
+            structure, codes=codes, potential_family=FAMILY, overrides={'scf': {'kpoint_distance': 0.2}}
+        )
+    with pytest.raises(ValueError, match='needs codes for ph'):
+        DfptQeWorkChain.get_builder_from_protocol(structure, codes={'pw': qe[0]}, potential_family=FAMILY)
+    free_form = {'scf': {'pw': {'parameters': {'SYSTEM': {'nosym': True}}}}}  # any pw.x keyword may be added
+    builder = DfptQeWorkChain.get_builder_from_protocol(
+        structure, codes=codes, potential_family=FAMILY, overrides=free_form
+    )
+    assert builder.scf.pw.parameters['SYSTEM']['nosym'] is True
 
 
 def test_builder_with_relax(qe):
@@ -132,6 +161,12 @@ def test_builder_with_relax(qe):
     assert parameters['SYSTEM']['occupations'] == 'fixed'
     assert parameters['SYSTEM']['ecutwfc'] == pytest.approx(76.0)
     assert 'pseudos' not in builder.relax.base_relax.pw  # the work chain takes them from the family
+    default = DfptQeWorkChain.get_builder_from_protocol(
+        fcc_binary(['Mg', 'O'], 4.212),
+        codes=dict(zip(('pw', 'ph'), qe, strict=True)),
+        potential_family=FAMILY,
+    )
+    assert 'relax' in default  # relaxation is the default: ε is a result at the DFT equilibrium
 
 
 def test_calcfunction_on_reference_dyn_file(aiida_profile, shared):

@@ -18,11 +18,11 @@ DfptQeWorkChain = WorkflowFactory('dielectrics.dfpt.qe')
 
 @pytest.fixture
 def process(request):
-    """A DfptQeWorkChain for MgO, instantiated but not run, past its structure validation."""
+    """A DfptQeWorkChain for MgO, instantiated but not run, past its engine checks."""
     builder = builder_for(request.getfixturevalue('qe'), fcc_binary(['Mg', 'O'], 4.212))
     workchain = instantiate_process(get_manager().get_runner(), builder)
     workchain.setup()
-    assert workchain.validate_structure() is None
+    assert workchain.validate_engine_inputs() is None
     return workchain
 
 
@@ -112,7 +112,7 @@ def test_ph_runs_at_gamma_with_epsil(process):
 
 def test_failed_ph(process):
     process.ctx.workchain_ph = child(exit_status=410)
-    assert process.inspect_ph() == DfptQeWorkChain.exit_codes.ERROR_SUB_PROCESS_FAILED_PH
+    assert process.inspect_ph().status == DfptQeWorkChain.exit_codes.ERROR_SUB_PROCESS_FAILED_DFPT.status
 
 
 def test_ph_without_dielectric_output(process, shared):
@@ -125,9 +125,9 @@ def test_ph_without_dielectric_output(process, shared):
         text.split('Dielectric Tensor')[0].encode(), 'DYN_MAT/dynamical-matrix-1'
     )
     process.ctx.workchain_ph = child(outputs={'retrieved': retrieved})
-    assert process.inspect_ph() == DfptQeWorkChain.exit_codes.ERROR_MISSING_DIELECTRIC_OUTPUT
+    assert process.inspect_ph().status == DfptQeWorkChain.exit_codes.ERROR_MISSING_DIELECTRIC_OUTPUT.status
     process.ctx.workchain_ph = child(outputs={'retrieved': orm.FolderData()})
-    assert process.inspect_ph() == DfptQeWorkChain.exit_codes.ERROR_MISSING_DIELECTRIC_OUTPUT
+    assert process.inspect_ph().status == DfptQeWorkChain.exit_codes.ERROR_MISSING_DIELECTRIC_OUTPUT.status
 
 
 def test_results_from_ph_outputs(process, shared):
@@ -149,7 +149,7 @@ def test_relax_gets_family_pseudos_and_its_structure_is_used(request):
     builder = builder_for(request.getfixturevalue('qe'), fcc_binary(['Mg', 'O'], 4.212), relax=True)
     workchain = instantiate_process(get_manager().get_runner(), builder)
     workchain.setup()
-    assert workchain.validate_structure() is None
+    assert workchain.validate_engine_inputs() is None
     assert workchain.should_relax()
     workchain.submit = capture
     inputs = workchain.run_relax()['workchain_relax'].inputs
@@ -159,7 +159,9 @@ def test_relax_gets_family_pseudos_and_its_structure_is_used(request):
         assert inputs[namespace]['pw']['parameters']['SYSTEM']['occupations'] == 'fixed'
 
     workchain.ctx.workchain_relax = child(exit_status=401)
-    assert workchain.inspect_relax() == DfptQeWorkChain.exit_codes.ERROR_SUB_PROCESS_FAILED_RELAX
+    assert (
+        workchain.inspect_relax().status == DfptQeWorkChain.exit_codes.ERROR_SUB_PROCESS_FAILED_RELAX.status
+    )
     relaxed = fcc_binary(['Mg', 'O'], 4.25)
     workchain.ctx.workchain_relax = child(outputs={'output_structure': relaxed})
     assert workchain.inspect_relax() is None

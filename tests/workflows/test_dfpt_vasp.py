@@ -176,8 +176,9 @@ def replay_builder(name, recorded, mock_vasp, potcar_family):
     """The protocol's builder, then the recorded run's own INCAR (less the DFPT tags), mesh and structure."""
     run = recorded[name]
     builder = DfptVaspWorkChain.get_builder_from_protocol(
-        mock_vasp, run.structure, protocol='fast', potential_family=potcar_family, relax=False
+        run.structure, codes={'vasp': mock_vasp}, protocol='fast', potential_family=potcar_family, relax=False
     )
+    builder.symmetrize = orm.Bool(False)  # mock-vasp matches the recorded POSCAR exactly
     builder.pop('kpoints_density')
     builder.dfpt.kpoints = run.kpoints
     builder.dfpt.parameters = orm.Dict({'incar': run.incar_without_dfpt_tags()})
@@ -248,30 +249,27 @@ def test_unregistered_inputs_fail(recorded, mock_vasp, potcar_family):
 
 
 def test_invalid_structure(mock_vasp, potcar_family):
-    """Overlapping atoms stop the chain before any calculation."""
+    """Overlapping atoms are refused at submission: no process is created."""
     structure = orm.StructureData(cell=np.eye(3) * 4.0)
     structure.append_atom(position=(0, 0, 0), symbols='Si')
     structure.append_atom(position=(0.1, 0, 0), symbols='Si')
     builder = DfptVaspWorkChain.get_builder_from_protocol(
-        mock_vasp, structure, potential_family=potcar_family
+        structure, codes={'vasp': mock_vasp}, potential_family=potcar_family
     )
-    _, node = run_get_node(builder)
-    assert node.exit_status == DfptVaspWorkChain.exit_codes.ERROR_INVALID_STRUCTURE.status
-    assert not node.called
+    with pytest.raises(ValueError, match=r'invalid structure: atoms 0\.100 Å apart'):
+        run_get_node(builder)
 
 
 def test_unsupported_element(mock_vasp, potcar_family):
-    """An element the POTCAR family lacks stops the chain before any calculation."""
+    """An element the POTCAR family lacks is refused at submission."""
     structure = orm.StructureData(cell=np.eye(3) * 4.0)
     structure.append_atom(position=(0, 0, 0), symbols='Ba')
     structure.append_atom(position=(2, 2, 2), symbols='O')
     builder = DfptVaspWorkChain.get_builder_from_protocol(
-        mock_vasp, structure, potential_family=potcar_family
+        structure, codes={'vasp': mock_vasp}, potential_family=potcar_family
     )
-    _, node = run_get_node(builder)
-    assert node.exit_status == DfptVaspWorkChain.exit_codes.ERROR_UNSUPPORTED_ELEMENT.status
-    assert node.exit_message.endswith('has no potential for Ba (Ba_sv).')
-    assert not node.called
+    with pytest.raises(ValueError, match=r'has no potential for Ba \(Ba_sv\)'):
+        run_get_node(builder)
 
 
 def test_paper_protocol(mock_vasp, potcar_family):
@@ -280,7 +278,7 @@ def test_paper_protocol(mock_vasp, potcar_family):
     structure.append_atom(position=(0, 0, 0), symbols='W')
     structure.append_atom(position=(1.58, 1.58, 1.58), symbols='O')
     builder = DfptVaspWorkChain.get_builder_from_protocol(
-        mock_vasp, structure, protocol='paper', potential_family=potcar_family
+        structure, codes={'vasp': mock_vasp}, protocol='paper', potential_family=potcar_family
     )
     for step in (builder.dfpt, builder.relax.vasp):
         assert step.potential_mapping.get_dict() == {'W': 'W_sv', 'O': 'O'}
@@ -289,7 +287,7 @@ def test_paper_protocol(mock_vasp, potcar_family):
     assert builder.dfpt.parameters['incar']['ediff'] == 1e-7
     assert builder.kpoints_density.value == 3000
     fast = DfptVaspWorkChain.get_builder_from_protocol(
-        mock_vasp, structure, protocol='fast', potential_family=potcar_family, relax=False
+        structure, codes={'vasp': mock_vasp}, protocol='fast', potential_family=potcar_family, relax=False
     )
     assert fast.dfpt.parameters['incar']['encut'] < 700
     assert 'relax' not in fast._inputs(prune=True)

@@ -29,9 +29,9 @@ def dfpt(qe):
     return {
         'engine': orm.Str('qe'),
         'protocol': orm.Str('fast'),
-        'family': orm.Str(FAMILY),
-        'code_pw': pw,
-        'code_ph': ph,
+        'potential_family': orm.Str(FAMILY),
+        'codes': {'pw': pw, 'ph': ph},
+        'relax': orm.Bool(False),  # the candidates' lattices are close to PBE's; test_dfpt_qe tests the relaxation
         'options': orm.Dict(OPTIONS),
     }
 
@@ -99,8 +99,8 @@ def test_campaign_predicts_selects_and_verifies(models, dfpt):
 
 
 def test_empty_candidates_and_filters_that_pass_nothing(models, dfpt):
-    _, node = run_get_node(ScreeningWorkChain, candidates={}, models=models, dfpt=dfpt)
-    assert node.exit_status == ScreeningWorkChain.exit_codes.ERROR_NO_CANDIDATES.status
+    with pytest.raises(ValueError, match='no candidate structures'):
+        run_get_node(ScreeningWorkChain, candidates={}, models=models, dfpt=dfpt)
     _, node = run_get_node(
         ScreeningWorkChain,
         candidates={'MgO': rocksalt('Mg', 'O', 4.212)},
@@ -115,9 +115,12 @@ def test_empty_candidates_and_filters_that_pass_nothing(models, dfpt):
 
 def test_missing_models_and_codes_are_refused(models, dfpt):
     partial = {key: value for key, value in models.items() if key != 'diel_ionic'}
-    _, node = run_get_node(ScreeningWorkChain, candidates=candidates(), models=partial, dfpt=dfpt)
-    assert node.exit_status == ScreeningWorkChain.exit_codes.ERROR_MISSING_MODELS.status
-    assert 'diel_ionic' in node.exit_message
-    without_ph = {key: value for key, value in dfpt.items() if key != 'code_ph'}
-    with pytest.raises(ValueError, match=r'engine qe needs dfpt\.code_ph'):
+    with pytest.raises(ValueError, match='models missing for: diel_ionic'):
+        run_get_node(ScreeningWorkChain, candidates=candidates(), models=partial, dfpt=dfpt)
+    without_ph = {**dfpt, 'codes': {'pw': dfpt['codes']['pw']}}
+    with pytest.raises(ValueError, match=r'engine qe needs dfpt\.codes\.ph'):
         run_get_node(ScreeningWorkChain, candidates=candidates(), models=models, dfpt=without_ph)
+    with pytest.raises(ValueError, match='engine must be one of qe, vasp'):
+        run_get_node(
+            ScreeningWorkChain, candidates=candidates(), models=models, dfpt={**dfpt, 'engine': orm.Str('abinit')}
+        )

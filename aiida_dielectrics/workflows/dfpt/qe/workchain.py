@@ -1,34 +1,36 @@
 """``dielectrics.dfpt.qe``: static permittivity, Born charges and Γ phonons with Quantum ESPRESSO.
 
-Optional vc-relax (``PwRelaxWorkChain``), an scf with fixed occupations and empty bands
-(``PwBaseWorkChain``), ph.x at Γ with ``epsil`` (``PhBaseWorkChain``), then the calcfunction
+After the common steps of :class:`~aiida_dielectrics.workflows.dfpt.common.DfptWorkChain` (symmetrise,
+vc-relax with ``PwRelaxWorkChain``): an scf with fixed occupations and empty bands (``PwBaseWorkChain``),
+ph.x at Γ with ``epsil`` (:class:`~.ph.DielectricPhWorkChain`, aiida-quantumespresso's
+``PhBaseWorkChain`` with restart handlers for the failures real cells show), then the calcfunction
 :func:`dielectric_from_ph` that turns ph.x's ε∞, Born charges and force constants into a
-``DielectricData`` (the ionic part by :mod:`aiida_dielectrics.science.phonons`). Restarts on non-converged or
-out-of-walltime runs are the aiida-quantumespresso base work chains' own handlers; this chain adds the
-checks that stop a candidate before anything expensive runs: overlapping atoms, an element the pseudo
-family lacks, an odd electron count, and a metal after the scf.
+``DielectricData`` (the ionic part by :mod:`aiida_dielectrics.science.phonons`). A pseudo family without
+an element of the structure is refused at submission; an odd electron count or a metal after the scf end
+the chain before ph.x.
 """
 
 from __future__ import annotations
 
 import contextlib
 import pathlib
+from typing import ClassVar
 
 import numpy as np
 from aiida import orm
 from aiida.common import AttributeDict
-from aiida.engine import ToContext, WorkChain, calcfunction, if_
+from aiida.engine import ToContext, calcfunction
 from aiida_pseudo.groups.family import PseudoPotentialFamily
 from aiida_pseudo.groups.mixins import RecommendedCutoffMixin
 from aiida_quantumespresso.common.types import ElectronicType
-from aiida_quantumespresso.workflows.ph.base import PhBaseWorkChain
-from aiida_quantumespresso.workflows.protocols.utils import ProtocolMixin, recursive_merge
+from aiida_quantumespresso.workflows.protocols.utils import recursive_merge
 from aiida_quantumespresso.workflows.pw.base import PwBaseWorkChain
 from aiida_quantumespresso.workflows.pw.relax import PwRelaxWorkChain
 
 from aiida_dielectrics.data.dielectric import DielectricData
 from aiida_dielectrics.science import phonons
-from aiida_dielectrics.workflows.dfpt.common import define_dfpt_interface, minimum_distance
+from aiida_dielectrics.workflows.dfpt.common import DfptWorkChain, validate_dfpt_inputs
+from aiida_dielectrics.workflows.dfpt.qe.ph import DielectricPhWorkChain
 
 ANGSTROM_TO_BOHR = 1 / phonons.BOHR_TO_ANG
 DYN_MAT_FOLDER = 'DYN_MAT'
@@ -109,13 +111,35 @@ def dielectric_from_ph(
     return dielectric
 
 
-class DfptQeWorkChain(ProtocolMixin, WorkChain):
-    """Relax (optional), scf and ph.x at Γ with Quantum ESPRESSO; outputs ``dielectric`` and ``structure``."""
+def installed_family(label: str):
+    """The aiida-pseudo family ``label``, or ``None``."""
+    return orm.QueryBuilder().append(PseudoPotentialFamily, filters={'label': label}).first(flat=True)
+
+
+def validate_qe_inputs(inputs, ctx):
+    """The common structure checks, and a pseudo family that has every element of the structure."""
+    problem = validate_dfpt_inputs(inputs, ctx)
+    if problem or 'structure' not in inputs or 'pseudo_family' not in inputs:
+        return problem
+    label = inputs['pseudo_family'].value
+    family = installed_family(label)
+    if family is None:
+        return f'pseudo family `{label}` is not installed (see `aiida-pseudo install`)'
+    missing = sorted({kind.symbol for kind in inputs['structure'].kinds} - set(family.elements))
+    if missing:
+        return f'the pseudo family `{label}` has no pseudo for {", ".join(missing)}'
+    return None
+
+
+class DfptQeWorkChain(DfptWorkChain):
+    """Symmetrise, vc-relax, scf and ph.x at Γ with Quantum ESPRESSO; outputs ``dielectric`` and ``structure``."""
+
+    CODES: ClassVar[dict[str, str | None]] = {'pw': 'pw@localhost', 'ph': 'ph@localhost'}
+    DEFAULT_POTENTIAL_FAMILY = 'PseudoDojo/0.4/PBE/SR/standard/upf'
 
     @classmethod
     def define(cls, spec):
         super().define(spec)
-        spec.input('structure', valid_type=orm.StructureData, help='The crystal to compute.')
         spec.input(
             'pseudo_family',
             valid_type=orm.Str,
@@ -141,7 +165,7 @@ class DfptQeWorkChain(ProtocolMixin, WorkChain):
             namespace_options={
                 'required': False,
                 'populate_defaults': False,
-                'help': 'Inputs of the optional vc-relax; without them the input structure is used as is.',
+                'help': 'Inputs of the vc-relax; without them the (symmetrised) input structure is used as is.',
             },
         )
         spec.expose_inputs(
@@ -151,7 +175,7 @@ class DfptQeWorkChain(ProtocolMixin, WorkChain):
             namespace_options={'help': 'Inputs of the scf; occupations must be fixed (ph.x refuses metals).'},
         )
         spec.expose_inputs(
-            PhBaseWorkChain,
+            DielectricPhWorkChain,
             namespace='ph',
             exclude=(
                 'clean_workdir',
@@ -163,26 +187,12 @@ class DfptQeWorkChain(ProtocolMixin, WorkChain):
             ),
             namespace_options={'help': 'Inputs of ph.x, run at Γ with `epsil = .true.`.'},
         )
-        spec.outline(
-            cls.setup,
-            cls.validate_structure,
-            if_(cls.should_relax)(cls.run_relax, cls.inspect_relax),
-            cls.run_scf,
-            cls.inspect_scf,
-            cls.run_ph,
-            cls.inspect_ph,
-            cls.results,
-        )
-        define_dfpt_interface(
-            spec, family_kind='pseudo', potential='pseudo', relax_name='vc-relax PwRelaxWorkChain'
-        )
+        spec.inputs.validator = validate_qe_inputs
         spec.exit_code(402, 'ERROR_SUB_PROCESS_FAILED_SCF', message='The scf PwBaseWorkChain failed.')
-        spec.exit_code(403, 'ERROR_SUB_PROCESS_FAILED_PH', message='The ph.x PhBaseWorkChain failed.')
-        spec.exit_code(
-            404,
-            'ERROR_MISSING_DIELECTRIC_OUTPUT',
-            message='ph.x finished but wrote no Γ dynamical matrix with dielectric tensor and Born charges.',
-        )
+
+    @classmethod
+    def dfpt_steps(cls):
+        return (cls.run_scf, cls.inspect_scf, cls.run_ph, cls.inspect_ph)
 
     @classmethod
     def get_protocol_filepath(cls) -> pathlib.Path:
@@ -191,31 +201,26 @@ class DfptQeWorkChain(ProtocolMixin, WorkChain):
     @classmethod
     def get_builder_from_protocol(
         cls,
-        code_pw,
-        code_ph,
         structure: orm.StructureData,
+        *,
+        codes: dict,
         protocol: str | None = None,
-        overrides: dict | None = None,
-        pseudo_family: str = 'PseudoDojo/0.4/PBE/SR/standard/upf',
-        relax: bool = False,
+        potential_family: str | None = None,
+        relax: bool = True,
         options: dict | None = None,
+        overrides: dict | None = None,
     ):
-        """A builder with the protocol's inputs (``fast``, ``moderate``, ``precise``).
+        """A builder with the protocol's inputs (``fast``, ``moderate``, ``precise``); ``codes``: ``pw``, ``ph``.
 
         Cutoffs are the family's recommended ones at the protocol's stringency when it has them for every
-        element of ``structure``, else the protocol's ``ecutwfc``/``ecutrho``; ``options`` (e.g. resources)
-        go to every calculation. ``overrides`` follows the nesting of the protocol file.
+        element of ``structure``, else the protocol's ``ecutwfc``/``ecutrho``.
         """
-        code_pw = orm.load_code(code_pw) if isinstance(code_pw, str) else code_pw
-        code_ph = orm.load_code(code_ph) if isinstance(code_ph, str) else code_ph
+        codes = cls.load_codes(codes)
         inputs = cls.get_protocol_inputs(protocol, overrides)
-        family = (
-            orm.QueryBuilder()
-            .append(PseudoPotentialFamily, filters={'label': pseudo_family})
-            .first(flat=True)
-        )
+        label = potential_family or cls.DEFAULT_POTENTIAL_FAMILY
+        family = installed_family(label)
         if family is None:
-            raise ValueError(f'pseudo family `{pseudo_family}` is not installed (see `aiida-pseudo install`)')
+            raise ValueError(f'pseudo family `{label}` is not installed (see `aiida-pseudo install`)')
 
         ecutwfc, ecutrho = inputs['ecutwfc'], inputs['ecutrho']
         elements = {kind.symbol for kind in structure.kinds}
@@ -231,86 +236,70 @@ class DfptQeWorkChain(ProtocolMixin, WorkChain):
         builder = cls.get_builder()
         builder.structure = structure
         builder.pseudo_family = orm.Str(family.label)
-        builder.num_empty_bands = orm.Int(inputs['num_empty_bands'])
-        builder.min_band_gap = orm.Float(inputs['min_band_gap'])
-        builder.min_interatomic_distance = orm.Float(inputs['min_interatomic_distance'])
-        builder.clean_workdir = orm.Bool(inputs['clean_workdir'])
+        for name in ('num_empty_bands',):
+            builder[name] = orm.Int(inputs[name])
+        for name in ('min_band_gap', 'min_interatomic_distance', 'symprec'):
+            builder[name] = orm.Float(inputs[name])
+        for name in ('clean_workdir', 'symmetrize'):
+            builder[name] = orm.Bool(inputs[name])
 
         scf = inputs['scf']
         scf['pw']['parameters'] = recursive_merge(
             scf['pw']['parameters'], {'SYSTEM': system, 'ELECTRONS': electrons}
         )
-        scf_options = recursive_merge(scf['pw']['metadata']['options'], options or {})
-        builder.scf.pw.code = code_pw
+        builder.scf.pw.code = codes['pw']
         builder.scf.pw.parameters = orm.Dict(scf['pw']['parameters'])
-        builder.scf.pw.metadata.options = cls.set_default_resources(
-            scf_options, code_pw.computer.scheduler_type
-        )
+        builder.scf.pw.metadata.options = cls.job_options(scf['pw'], options, codes['pw'])
         builder.scf.kpoints_distance = orm.Float(scf['kpoints_distance'])
         builder.scf.max_iterations = orm.Int(scf['max_iterations'])
 
         ph = inputs['ph']
-        ph_options = recursive_merge(ph['ph']['metadata']['options'], options or {})
-        builder.ph.ph.code = code_ph
+        builder.ph.ph.code = codes['ph']
         builder.ph.ph.parameters = orm.Dict(ph['ph']['parameters'])
-        builder.ph.ph.metadata.options = cls.set_default_resources(
-            ph_options, code_ph.computer.scheduler_type
-        )
+        builder.ph.ph.metadata.options = cls.job_options(ph['ph'], options, codes['ph'])
+        if ph['ph'].get('settings'):
+            builder.ph.ph.settings = orm.Dict(ph['ph']['settings'])
         builder.ph.max_iterations = orm.Int(ph['max_iterations'])
 
         if relax:
-            base = {
-                'pseudo_family': family.label,
-                'kpoints_distance': scf['kpoints_distance'],
-                'pw': {'parameters': {'SYSTEM': system}},
-            }
-            relax_overrides = {'base_relax': base, 'base_init_relax': base}
-            relax_builder = PwRelaxWorkChain.get_builder_from_protocol(
-                code_pw,
-                structure,
-                protocol=protocol,
-                overrides=relax_overrides,
-                electronic_type=ElectronicType.INSULATOR,
-                options=options,
-            )
-            relax_builder.pop('structure', None)
-            relax_builder.pop('clean_workdir', None)
-            for namespace in ('base_relax', 'base_init_relax'):
-                if namespace in relax_builder:
-                    relax_builder[namespace].pw.pop('pseudos', None)
-            builder.relax = relax_builder
+            builder.relax = cls.relax_builder(codes['pw'], structure, inputs, family.label, system, options)
         return builder
 
-    def setup(self):
-        self.ctx.structure = self.inputs.structure
+    @classmethod
+    def job_options(cls, calculation: dict, options: dict | None, code) -> dict:
+        """The protocol's scheduler options of one calculation with the caller's ``options`` on top."""
+        merged = recursive_merge(calculation['metadata']['options'], options or {})
+        return cls.set_default_resources(merged, code.computer.scheduler_type)
 
-    def validate_structure(self):
-        """Stop before any calculation on overlapping atoms, missing pseudos or an odd electron count."""
-        structure = self.inputs.structure
-        if structure.get_cell_volume() <= 1e-6:
-            return self.exit_codes.ERROR_INVALID_STRUCTURE.format(reason='the cell has no volume')
-        distance = minimum_distance(structure)
-        if distance < self.inputs.min_interatomic_distance.value:
-            reason = f'atoms {distance:.3f} Å apart (minimum {self.inputs.min_interatomic_distance.value} Å)'
-            return self.exit_codes.ERROR_INVALID_STRUCTURE.format(reason=reason)
+    @classmethod
+    def relax_builder(cls, code_pw, structure, inputs: dict, family: str, system: dict, options):
+        """aiida-quantumespresso's vc-relax at the protocol's ``relax_protocol``, cutoffs and k points."""
+        pw = recursive_merge(inputs['relax'].get('pw', {}), {'parameters': {'SYSTEM': system}})
+        base = {'pseudo_family': family, 'kpoints_distance': inputs['scf']['kpoints_distance'], 'pw': pw}
+        relax_builder = PwRelaxWorkChain.get_builder_from_protocol(
+            code_pw,
+            structure,
+            protocol=inputs['relax']['protocol'],
+            overrides={'base_relax': base, 'base_init_relax': base},
+            electronic_type=ElectronicType.INSULATOR,
+            options=options,
+        )
+        relax_builder.pop('structure', None)
+        relax_builder.pop('clean_workdir', None)
+        for namespace in ('base_relax', 'base_init_relax'):
+            if namespace in relax_builder:
+                relax_builder[namespace].pw.pop('pseudos', None)
+        return relax_builder
 
-        label = self.inputs.pseudo_family.value
-        family = orm.QueryBuilder().append(PseudoPotentialFamily, filters={'label': label}).first(flat=True)
-        if family is None:
-            return self.exit_codes.ERROR_UNSUPPORTED_ELEMENT.format(family=label, elements='any element')
-        missing = sorted({kind.symbol for kind in structure.kinds} - set(family.elements))
-        if missing:
-            return self.exit_codes.ERROR_UNSUPPORTED_ELEMENT.format(family=label, elements=', '.join(missing))
-        self.ctx.pseudos = family.get_pseudos(structure=structure)
-
+    def validate_engine_inputs(self):
+        """The family's pseudos for the structure; an odd electron count is a metal."""
+        family = installed_family(self.inputs.pseudo_family.value)
+        self.ctx.pseudos = family.get_pseudos(structure=self.ctx.structure)
         valence = {kind: pseudo.z_valence for kind, pseudo in self.ctx.pseudos.items()}
-        self.ctx.num_electrons = sum(valence[site.kind_name] for site in structure.sites)
+        self.ctx.num_electrons = sum(valence[site.kind_name] for site in self.ctx.structure.sites)
         if self.ctx.num_electrons % 2:
             reason = f'{self.ctx.num_electrons} valence electrons per cell leave a band half filled'
             return self.exit_codes.ERROR_METAL.format(reason=reason)
-
-    def should_relax(self):
-        return 'relax' in self.inputs
 
     def run_relax(self):
         inputs = AttributeDict(self.exposed_inputs(PwRelaxWorkChain, namespace='relax'))
@@ -320,15 +309,19 @@ class DfptQeWorkChain(ProtocolMixin, WorkChain):
                 inputs[namespace].pw.pseudos = self.ctx.pseudos
         inputs.metadata.call_link_label = 'relax'
         node = self.submit(PwRelaxWorkChain, **inputs)
-        self.report(f'launching PwRelaxWorkChain<{node.pk}>')
+        self.report(f'launching PwRelaxWorkChain<{node.pk}> (vc-relax)')
         return ToContext(workchain_relax=node)
 
     def inspect_relax(self):
         node = self.ctx.workchain_relax
         if not node.is_finished_ok:
             self.report(f'PwRelaxWorkChain<{node.pk}> failed with exit status {node.exit_status}')
-            return self.exit_codes.ERROR_SUB_PROCESS_FAILED_RELAX
-        self.ctx.structure = node.outputs.output_structure
+            return self.exit_codes.ERROR_SUB_PROCESS_FAILED_RELAX.format(
+                process=f'PwRelaxWorkChain<{node.pk}>'
+            )
+        before, self.ctx.structure = self.ctx.structure, node.outputs.output_structure
+        change = self.ctx.structure.get_cell_volume() / before.get_cell_volume() - 1
+        self.report(f'vc-relax changed the volume by {100 * change:+.2f} %')
 
     def run_scf(self):
         inputs = AttributeDict(self.exposed_inputs(PwBaseWorkChain, namespace='scf'))
@@ -360,7 +353,7 @@ class DfptQeWorkChain(ProtocolMixin, WorkChain):
         self.report(f'scf band gap {gap:.3f} eV')
 
     def run_ph(self):
-        inputs = AttributeDict(self.exposed_inputs(PhBaseWorkChain, namespace='ph'))
+        inputs = AttributeDict(self.exposed_inputs(DielectricPhWorkChain, namespace='ph'))
         inputs.ph.parent_folder = self.ctx.workchain_scf.outputs.remote_folder
         parameters = inputs.ph.parameters.get_dict()
         parameters.setdefault('INPUTPH', {})['epsil'] = True
@@ -369,31 +362,29 @@ class DfptQeWorkChain(ProtocolMixin, WorkChain):
         qpoints.set_kpoints_mesh([1, 1, 1])  # Γ only
         inputs.qpoints = qpoints
         inputs.metadata.call_link_label = 'ph'
-        node = self.submit(PhBaseWorkChain, **inputs)
-        self.report(f'launching PhBaseWorkChain<{node.pk}> at Γ')
+        node = self.submit(DielectricPhWorkChain, **inputs)
+        self.report(f'launching DielectricPhWorkChain<{node.pk}> at Γ')
         return ToContext(workchain_ph=node)
 
     def inspect_ph(self):
         node = self.ctx.workchain_ph
         if not node.is_finished_ok:
-            self.report(f'PhBaseWorkChain<{node.pk}> failed with exit status {node.exit_status}')
-            return self.exit_codes.ERROR_SUB_PROCESS_FAILED_PH
+            self.report(f'DielectricPhWorkChain<{node.pk}> failed with exit status {node.exit_status}')
+            return self.exit_codes.ERROR_SUB_PROCESS_FAILED_DFPT.format(
+                process=f'ph.x, DielectricPhWorkChain<{node.pk}>'
+            )
         if 'retrieved' not in node.outputs or read_gamma_dyn(node.outputs.retrieved) is None:
-            return self.exit_codes.ERROR_MISSING_DIELECTRIC_OUTPUT
+            return self.exit_codes.ERROR_MISSING_DIELECTRIC_OUTPUT.format(
+                reason='ph.x wrote no Γ dynamical matrix with dielectric tensor and Born charges'
+            )
 
-    def results(self):
+    def dielectric(self) -> DielectricData:
         scf = self.ctx.workchain_scf.outputs
-        dielectric = dielectric_from_ph(
+        return dielectric_from_ph(
             structure=self.ctx.structure,
             scf_parameters=scf.output_parameters,
             scf_bands=scf.output_band,
             ph_retrieved=self.ctx.workchain_ph.outputs.retrieved,
-        )
-        self.out('dielectric', dielectric)
-        self.out('structure', self.ctx.structure)
-        self.report(
-            f'ε∞ {dielectric.diel_elec:.3f}, ε_ion {dielectric.diel_ionic:.3f}, gap {dielectric.band_gap:.3f} eV, '
-            f'dynamically stable: {dielectric.base.attributes.get("dynamically_stable")}'
         )
 
     def on_terminated(self):

@@ -1,10 +1,11 @@
 """``dielectrics.dfpt.vasp``: static permittivity and Born charges with VASP through aiida-vasp 5.x.
 
-An optional relaxation (``vasp.relax``), then one static DFPT run (``vasp.vasp`` with ``LEPSILON = .TRUE.``,
+After the common steps of :class:`~aiida_dielectrics.workflows.dfpt.common.DfptWorkChain` (symmetrise, then
+a relaxation of cell and positions with ``vasp.relax``, ISIF = 3), one static DFPT run (``vasp.vasp`` with ``LEPSILON = .TRUE.``,
 ``IBRION = 8``) whose ε∞ (``epsilon``), ε_ion (``epsilon_ion``), Born charges and band gap the calcfunction
 :func:`dielectric_from_vasp` turns into a ``DielectricData``. Restarts (unfinished runs, electronic
-convergence) are aiida-vasp's ``VaspWorkChain`` handlers; this chain adds the checks that stop a
-candidate before anything expensive runs and names every failure with an exit code.
+convergence) are aiida-vasp's ``VaspWorkChain`` handlers; an element without POTCAR in the family is
+refused at submission, and every failure while running has an exit code of the common interface.
 
 Why ``check_ionic_convergence`` is off for the DFPT step: aiida-vasp marks a run as ionically converged
 only if it took fewer ionic steps than ``NSW``. An ``IBRION = 8`` run moves no ion and VASP needs
@@ -15,19 +16,20 @@ only if it took fewer ionic steps than ``NSW``. An ``IBRION = 8`` run moves no i
 from __future__ import annotations
 
 import pathlib
+from typing import ClassVar
 
 from aiida import orm
 from aiida.common import AttributeDict
 from aiida.common.exceptions import NotExistent
-from aiida.engine import ToContext, WorkChain, calcfunction, if_
+from aiida.engine import ToContext, calcfunction
 from aiida.plugins import WorkflowFactory
-from aiida_quantumespresso.workflows.protocols.utils import ProtocolMixin, recursive_merge
+from aiida_quantumespresso.workflows.protocols.utils import recursive_merge
 from aiida_vasp.data.potcar import PotcarData
 from pymatgen.io.vasp.inputs import Kpoints
 from pymatgen.io.vasp.sets import MPRelaxSet
 
 from aiida_dielectrics.data.dielectric import DielectricData
-from aiida_dielectrics.workflows.dfpt.common import define_dfpt_interface, minimum_distance
+from aiida_dielectrics.workflows.dfpt.common import DfptWorkChain, validate_dfpt_inputs
 
 VaspWorkChain = WorkflowFactory('vasp.vasp')
 VaspRelaxWorkChain = WorkflowFactory('vasp.relax')
@@ -67,13 +69,41 @@ def dielectric_from_vasp(
     )
 
 
-class DfptVaspWorkChain(ProtocolMixin, WorkChain):
-    """Relax (optional) and DFPT with VASP; outputs ``dielectric`` and ``structure`` like the QE chain."""
+def missing_potcars(structure: orm.StructureData, family: str, mapping: dict) -> list[str]:
+    """Elements of ``structure`` (with their POTCAR name) that the family ``family`` lacks."""
+    missing = []
+    for kind in structure.kinds:
+        try:
+            PotcarData.get_potcars_dict([kind.name], family_name=family, mapping=mapping)
+        except (NotExistent, ValueError, KeyError):
+            missing.append(f'{kind.symbol} ({mapping.get(kind.name, "not in potential_mapping")})')
+    return missing
+
+
+def validate_vasp_inputs(inputs, ctx):
+    """The common structure checks, and a POTCAR family with a potential for every element."""
+    problem = validate_dfpt_inputs(inputs, ctx)
+    if problem or 'structure' not in inputs or 'dfpt' not in inputs:
+        return problem
+    dfpt = inputs['dfpt']
+    if 'potential_family' not in dfpt or 'potential_mapping' not in dfpt:
+        return None
+    family = dfpt['potential_family'].value
+    missing = missing_potcars(inputs['structure'], family, dfpt['potential_mapping'].get_dict())
+    if missing:
+        return f'the POTCAR family `{family}` has no potential for {", ".join(missing)}'
+    return None
+
+
+class DfptVaspWorkChain(DfptWorkChain):
+    """Symmetrise, relax and DFPT with VASP; outputs ``dielectric`` and ``structure`` like the QE chain."""
+
+    CODES: ClassVar[dict[str, str | None]] = {'vasp': None}
+    DEFAULT_POTENTIAL_FAMILY = 'PBE.54'
 
     @classmethod
     def define(cls, spec):
         super().define(spec)
-        spec.input('structure', valid_type=orm.StructureData, help='The crystal to compute.')
         spec.input(
             'kpoints_density',
             valid_type=orm.Float,
@@ -95,7 +125,7 @@ class DfptVaspWorkChain(ProtocolMixin, WorkChain):
             namespace_options={
                 'required': False,
                 'populate_defaults': False,
-                'help': 'Inputs of the optional relaxation; without them the input structure is used as is.',
+                'help': 'Inputs of the relaxation; without them the (symmetrised) input structure is used as is.',
             },
         )
         spec.expose_inputs(
@@ -106,25 +136,11 @@ class DfptVaspWorkChain(ProtocolMixin, WorkChain):
                 'help': 'Inputs of the static DFPT run; LEPSILON, IBRION and NSW are set here.'
             },
         )
-        spec.outline(
-            cls.setup,
-            cls.validate_structure,
-            if_(cls.should_relax)(cls.run_relax, cls.inspect_relax),
-            cls.run_dfpt,
-            cls.inspect_dfpt,
-            cls.results,
-        )
-        define_dfpt_interface(spec, family_kind='POTCAR', potential='potential', relax_name='vasp.relax')
-        spec.exit_code(
-            403,
-            'ERROR_SUB_PROCESS_FAILED_DFPT',
-            message='The DFPT run (vasp.vasp) failed: exit status {status}.',
-        )
-        spec.exit_code(
-            404,
-            'ERROR_MISSING_DIELECTRIC_OUTPUT',
-            message='VASP finished without the DFPT dielectric output: {reason}.',
-        )
+        spec.inputs.validator = validate_vasp_inputs
+
+    @classmethod
+    def dfpt_steps(cls):
+        return (cls.run_dfpt, cls.inspect_dfpt)
 
     @classmethod
     def get_protocol_filepath(cls) -> pathlib.Path:
@@ -133,20 +149,20 @@ class DfptVaspWorkChain(ProtocolMixin, WorkChain):
     @classmethod
     def get_builder_from_protocol(
         cls,
-        code: orm.AbstractCode,
         structure: orm.StructureData,
+        *,
+        codes: dict,
         protocol: str | None = None,
-        potential_family: str = 'PBE.54',
-        overrides: dict | None = None,
-        options: dict | None = None,
+        potential_family: str | None = None,
         relax: bool = True,
+        options: dict | None = None,
+        overrides: dict | None = None,
     ):
-        """A builder with the protocol's inputs (``fast``, ``moderate``, ``paper``).
+        """A builder with the protocol's inputs (``fast``, ``moderate``, ``precise``, ``paper``); ``codes``: ``vasp``.
 
-        ``potential_family`` is an uploaded aiida-vasp POTCAR family (``aiida-vasp potcar uploadfamily``);
-        ``options`` (e.g. resources) go to every calculation; ``relax=False`` skips the relaxation.
-        ``overrides`` follows the nesting of the protocol file.
+        ``potential_family`` is an uploaded aiida-vasp POTCAR family (``aiida-vasp potcar uploadfamily``).
         """
+        code = cls.load_codes(codes)['vasp']
         inputs = cls.get_protocol_inputs(protocol, overrides)
         choice = {**MPRelaxSet.CONFIG['POTCAR'], **inputs['potential_mapping']}
         mapping = {kind.name: choice.get(kind.symbol, kind.symbol) for kind in structure.kinds}
@@ -155,7 +171,7 @@ class DfptVaspWorkChain(ProtocolMixin, WorkChain):
         def vasp_inputs(step: dict) -> dict:
             return {
                 'code': code,
-                'potential_family': orm.Str(potential_family),
+                'potential_family': orm.Str(potential_family or cls.DEFAULT_POTENTIAL_FAMILY),
                 'potential_mapping': orm.Dict(mapping),
                 'parameters': orm.Dict({'incar': recursive_merge(inputs['incar'], step.get('incar', {}))}),
                 'max_iterations': orm.Int(inputs['max_iterations']),
@@ -166,8 +182,9 @@ class DfptVaspWorkChain(ProtocolMixin, WorkChain):
         builder = cls.get_builder()
         builder.structure = structure
         builder.kpoints_density = orm.Float(inputs['kpoints_density'])
-        builder.min_band_gap = orm.Float(inputs['min_band_gap'])
-        builder.min_interatomic_distance = orm.Float(inputs['min_interatomic_distance'])
+        for name in ('min_band_gap', 'min_interatomic_distance', 'symprec'):
+            builder[name] = orm.Float(inputs[name])
+        builder.symmetrize = orm.Bool(inputs['symmetrize'])
         builder.dfpt = vasp_inputs(inputs['dfpt'])
         if relax:
             builder.relax = {
@@ -175,37 +192,6 @@ class DfptVaspWorkChain(ProtocolMixin, WorkChain):
                 'relax_settings': orm.Dict(inputs['relax']['relax_settings']),
             }
         return builder
-
-    def setup(self):
-        self.ctx.structure = self.inputs.structure
-
-    def validate_structure(self):
-        """Stop before any calculation on an empty cell, overlapping atoms or an element without POTCAR."""
-        structure = self.inputs.structure
-        if not structure.sites:
-            return self.exit_codes.ERROR_INVALID_STRUCTURE.format(reason='the structure has no atoms')
-        if structure.get_cell_volume() <= 1e-6:
-            return self.exit_codes.ERROR_INVALID_STRUCTURE.format(reason='the cell has no volume')
-        distance = minimum_distance(structure)
-        if distance < self.inputs.min_interatomic_distance.value:
-            reason = f'atoms {distance:.3f} Å apart (minimum {self.inputs.min_interatomic_distance.value} Å)'
-            return self.exit_codes.ERROR_INVALID_STRUCTURE.format(reason=reason)
-
-        family = self.inputs.dfpt.potential_family.value
-        mapping = self.inputs.dfpt.potential_mapping.get_dict()
-        missing = []
-        for kind in structure.kinds:
-            try:
-                PotcarData.get_potcars_dict([kind.name], family_name=family, mapping=mapping)
-            except (NotExistent, ValueError, KeyError):
-                missing.append(f'{kind.symbol} ({mapping.get(kind.name, "not in potential_mapping")})')
-        if missing:
-            return self.exit_codes.ERROR_UNSUPPORTED_ELEMENT.format(
-                family=family, elements=', '.join(missing)
-            )
-
-    def should_relax(self):
-        return 'relax' in self.inputs
 
     def _kpoints_for(self, inputs: AttributeDict) -> None:
         """Set the mesh of ``kpoints_density`` for the current structure, unless the namespace has one."""
@@ -227,7 +213,9 @@ class DfptVaspWorkChain(ProtocolMixin, WorkChain):
         node = self.ctx.workchain_relax
         if not node.is_finished_ok:
             self.report(f'VaspRelaxWorkChain<{node.pk}> failed with exit status {node.exit_status}')
-            return self.exit_codes.ERROR_SUB_PROCESS_FAILED_RELAX
+            return self.exit_codes.ERROR_SUB_PROCESS_FAILED_RELAX.format(
+                process=f'VaspRelaxWorkChain<{node.pk}>'
+            )
         self.ctx.structure = node.outputs.relax.structure
         gap = band_gap_of(node.outputs.misc) if 'misc' in node.outputs else None
         if gap is not None and gap < self.inputs.min_band_gap.value:
@@ -258,7 +246,9 @@ class DfptVaspWorkChain(ProtocolMixin, WorkChain):
             self.report(
                 f'VaspWorkChain<{node.pk}> failed with exit status {node.exit_status}: {node.exit_message}'
             )
-            return self.exit_codes.ERROR_SUB_PROCESS_FAILED_DFPT.format(status=node.exit_status)
+            return self.exit_codes.ERROR_SUB_PROCESS_FAILED_DFPT.format(
+                process=f'vasp.vasp, VaspWorkChain<{node.pk}>, exit status {node.exit_status}'
+            )
         if 'dielectrics' not in node.outputs:
             return self.exit_codes.ERROR_MISSING_DIELECTRIC_OUTPUT.format(
                 reason='no dielectric tensor in vasprun.xml (was LEPSILON honoured?)'
@@ -273,14 +263,9 @@ class DfptVaspWorkChain(ProtocolMixin, WorkChain):
             reason = 'no band gap parsed' if gap is None else f'band gap {gap:.3f} eV in the DFPT run'
             return self.exit_codes.ERROR_METAL.format(reason=reason)
 
-    def results(self):
+    def dielectric(self) -> DielectricData:
         outputs = self.ctx.workchain_dfpt.outputs
         extra = {'born_charges': outputs.born_charges} if 'born_charges' in outputs else {}
-        dielectric = dielectric_from_vasp(
+        return dielectric_from_vasp(
             structure=self.ctx.structure, dielectrics=outputs.dielectrics, misc=outputs.misc, **extra
-        )
-        self.out('dielectric', dielectric)
-        self.out('structure', self.ctx.structure)
-        self.report(
-            f'ε∞ {dielectric.diel_elec:.3f}, ε_ion {dielectric.diel_ionic:.3f}, gap {dielectric.band_gap:.3f} eV'
         )
