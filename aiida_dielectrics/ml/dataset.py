@@ -70,7 +70,7 @@ class Dataset:
 
 
 def clip_ionic(values) -> np.ndarray:
-    """ε_ionic below zero is DFPT noise (|ε| ≲ 0.1 in the Petousis data); clip so log1p stays defined."""
+    """ε_ionic below zero is DFPT noise (``|ε| ≲ 0.1`` in the Petousis data); clip so log1p stays defined."""
     return np.clip(np.asarray(values, dtype=float), 0.0, None)
 
 

@@ -26,7 +26,7 @@ RY_TO_HA = 0.5
 HA_TO_CM1 = 219474.6313705
 BOHR_TO_ANG = 0.529177210903
 
-#: An optical mode counts as imaginary (dynamical instability) when ω² < 0 and |ω| exceeds this, in cm⁻¹.
+#: An optical mode counts as imaginary (dynamical instability) when ω² < 0 and √(−ω²) exceeds this, in cm⁻¹.
 #: 10 cm⁻¹ is above the numerical noise of a converged Γ calculation once the acoustic sum rule is
 #: imposed (residual acoustic frequencies of a few cm⁻¹) and far below any physical soft mode that
 #: matters for the static permittivity.
@@ -42,7 +42,7 @@ class GammaDielectric:
     acoustic: np.ndarray  #: 3N booleans, True for the three acoustic modes
     oscillator_strengths: np.ndarray  #: 3N×3×3, atomic units (e²/m_e)
     born_charges: np.ndarray  #: N×3×3 after imposing charge neutrality
-    born_charge_neutrality_violation: float  #: max |Σ_κ Z*_κ| element before the correction, e
+    born_charge_neutrality_violation: float  #: largest absolute element of ``Σ_κ Z*_κ`` before the correction, e
     dynamically_stable: bool  #: no optical mode imaginary beyond ``IMAGINARY_TOLERANCE_CM1``
 
     @property
