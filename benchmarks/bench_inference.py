@@ -108,7 +108,7 @@ def main():
     table, t_b = timed(inference.predict, crystals, model_sets, arguments.batch_size, labels=False)
     ok = table['reason'].isna().to_numpy()  # naive predicts even where a reason says it should not
     for target, model_set in model_sets.items():  # same numbers, or the timing means nothing
-        expected = model_set.combine(naive[target])[0][ok]
+        expected = model_set.summarize(naive[target])[0][ok]
         np.testing.assert_allclose(table[target][ok], expected, rtol=1e-3, atol=1e-3)
     _, t_labels = timed(lambda: [inference.protostructure_label(s) for s in crystals])
     forwarded = ['--n', str(count), '--csv', str(arguments.csv), '--batch-size', str(arguments.batch_size)]

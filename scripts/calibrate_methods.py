@@ -12,7 +12,8 @@ import argparse
 import numpy as np
 
 from aiida_dielectrics.ml import dataset, evaluation, splits, transforms
-from aiida_dielectrics.ml.ensemble import DEFAULT_MODELS, Ensemble
+from aiida_dielectrics.ml.ensemble import Ensemble
+from aiida_dielectrics.ml.loading import PACKAGED_MODELS
 
 ENSEMBLES = ('diel_elec', 'diel_ionic', 'band_gap', 'wren_diel_elec', 'wren_diel_ionic')
 #: name -> (space of z, s from |z|)
@@ -42,7 +43,7 @@ def main():
     print('| --- |' + ' ---: |' * (len(ENSEMBLES) + 1))
     rows = {name: [] for name in ESTIMATORS}
     for name in ENSEMBLES:
-        ensemble = Ensemble.load(DEFAULT_MODELS / name)
+        ensemble = Ensemble.load(PACKAGED_MODELS / name)
         truth = {part: data.target(ensemble.target)[getattr(split, part)] for part in ('val', 'test')}
         outputs = {
             part: ensemble.predict_transformed([data.structures[i] for i in getattr(split, part)])

@@ -14,9 +14,10 @@ import json
 import numpy as np
 from pymatgen.core import Lattice, Structure
 
-from aiida_dielectrics.cli.train import predict_gap
 from aiida_dielectrics.ml import dataset, evaluation, splits
-from aiida_dielectrics.ml.ensemble import DEFAULT_MODELS, Ensemble
+from aiida_dielectrics.ml.ensemble import Ensemble
+from aiida_dielectrics.ml.evaluation import predict_gap
+from aiida_dielectrics.ml.loading import PACKAGED_MODELS
 
 
 def rocksalt(cation: str, anion: str, a: float) -> Structure:
@@ -32,8 +33,8 @@ def main():
     data = dataset.from_petousis(arguments.csv)
     test = splits.train_val_test(data.formulas).test
     structures = [data.structures[i] for i in test]
-    elec, _ = Ensemble.load(DEFAULT_MODELS / 'diel_elec').predict(structures)
-    ionic, _ = Ensemble.load(DEFAULT_MODELS / 'diel_ionic').predict(structures)
+    elec, _ = Ensemble.load(PACKAGED_MODELS / 'diel_elec').predict(structures)
+    ionic, _ = Ensemble.load(PACKAGED_MODELS / 'diel_ionic').predict(structures)
     gaps = data.band_gap[test]
     truth = evaluation.quantities(data.diel_elec[test], data.diel_ionic[test], gaps, gaps)
     examples = {
@@ -45,16 +46,16 @@ def main():
     }
     for name, model in (
         ('pretrained MEGNet', arguments.pretrained),
-        ('packaged ensemble', DEFAULT_MODELS / 'band_gap'),
+        ('packaged ensemble', PACKAGED_MODELS / 'band_gap'),
     ):
-        predicted = predict_gap(model, structures)
+        predicted, _ = predict_gap(model, structures)
         scores = evaluation.score(truth, evaluation.quantities(elec, ionic, gaps, predicted))
         report = {
             'gap': evaluation.regression_metrics(gaps, predicted),
             'gap_filter_agreement': float(np.mean((predicted >= 0.5) == (gaps >= 0.5))),
             'fom_pred_gap': scores['fom_pred_gap'],
             'examples': dict(
-                zip(examples, map(float, predict_gap(model, list(examples.values()))), strict=True)
+                zip(examples, map(float, predict_gap(model, list(examples.values()))[0]), strict=True)
             ),
         }
         print(name, json.dumps(report, indent=1))

@@ -101,3 +101,47 @@ def user_shell(tmp_path_factory, shared):
     shell = UserShell(tmp_path_factory.mktemp('user'), shared)
     shell.setup()
     return shell
+
+
+@pytest.fixture(scope='session')
+def matgl_hub_cache(shared):
+    """``make(folder, *names)``: the shared pretrained MEGNets laid out in ``folder`` as huggingface_hub caches
+    the downloads of ``matgl.load_model(name)`` (``models--materialyze--<name>/refs/main``, ``snapshots/<commit>/``
+    with links into ``blobs/``); pointed at by ``matgl.config.MATGL_CACHE`` (or ``$HOME/.cache/matgl``) with
+    ``HF_HUB_OFFLINE=1``, the names load as if downloaded from the Hub."""
+    import hashlib
+
+    def make(folder: pathlib.Path, *names: str) -> pathlib.Path:
+        for name in names:
+            repository = folder / f'models--materialyze--{name}'
+            commit = hashlib.sha1(name.encode()).hexdigest()
+            snapshot = repository / 'snapshots' / commit
+            snapshot.mkdir(parents=True)
+            (repository / 'blobs').mkdir()
+            (repository / 'refs').mkdir()
+            (repository / 'refs' / 'main').write_text(commit)
+            for source in sorted((shared / 'models' / 'matgl' / name).iterdir()):
+                content = source.read_bytes()
+                blob = hashlib.sha256(content).hexdigest()
+                (repository / 'blobs' / blob).write_bytes(content)
+                (snapshot / source.name).symlink_to(f'../../blobs/{blob}')
+        return folder
+
+    return make
+
+
+@pytest.fixture(scope='session')
+def petousis_head(petousis_csv):
+    """``make(path, rows)``: a Petousis CSV with its comment line, header and first ``rows`` records."""
+    import csv
+
+    def make(path: pathlib.Path, rows: int) -> pathlib.Path:
+        with open(petousis_csv, newline='', encoding='utf-8') as handle:
+            comment = handle.readline()
+            records = list(csv.reader(handle))[: rows + 1]
+        with open(path, 'w', newline='', encoding='utf-8') as handle:
+            handle.write(comment)
+            csv.writer(handle).writerows(records)
+        return path
+
+    return make

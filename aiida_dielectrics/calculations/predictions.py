@@ -107,12 +107,17 @@ def run_prediction(structures: dict, models: dict, batch_size: int = 64, labels:
     return run_in_bulk(predict_structures, structures=structures, models=models, parameters=parameters)
 
 
-def model_node(target: str, folder, architecture: str = 'megnet') -> ModelData:
-    """The stored model node with the files in ``folder``, created (and stored) on first use.
+def model_node(target: str, model, architecture: str = 'megnet', directory=None) -> ModelData:
+    """The stored model node with the files of ``model``, created (and stored) on first use.
 
-    Reusing the node keeps every prediction made with the same files linked to one model node.
+    ``model`` is a folder or a name, found as :func:`.ml.loading.resolve` finds it (``directory`` or
+    ``$AIIDA_DIELECTRICS_MODEL_DIR``, the package, else downloaded from the Hugging Face Hub by matgl's
+    rules into matgl's cache). Reusing the node keeps every prediction made with the same files linked to
+    one model node.
     """
-    folder = pathlib.Path(folder).resolve()
+    from aiida_dielectrics.ml.loading import resolve
+
+    folder = resolve(model, directory).resolve()
     sha256 = tree_sha256(folder)
     query = QueryBuilder().append(
         ModelData, filters={'attributes.sha256': sha256, 'attributes.target': target}, project='*'

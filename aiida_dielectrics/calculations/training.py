@@ -67,9 +67,26 @@ def train_model(
         )
 
 
-def group_inputs(label: str, limit: int | None = None) -> tuple[dict, dict]:
-    """The paired structure and dielectric nodes of a group, keyed as their importer's output labels."""
-    group = Group.collection.get(label=label)
+class TrainingDataError(ValueError):
+    """Training cannot start: an unknown group, or a group without the data it needs."""
+
+
+def load_group(group: Group | str) -> Group:
+    """``group`` itself, or the group with that label (:class:`TrainingDataError` if there is none)."""
+    from aiida.common.exceptions import NotExistent
+
+    if isinstance(group, Group):
+        return group
+    try:
+        return Group.collection.get(label=group)
+    except NotExistent:
+        raise TrainingDataError(f'no group with label {group!r}') from None
+
+
+def group_inputs(group: Group | str, limit: int | None = None) -> tuple[dict, dict]:
+    """The paired structure and dielectric nodes of a group (or its label), keyed as their importer's
+    output labels."""
+    group = load_group(group)
     query = QueryBuilder().append(Group, filters={'id': group.pk}, tag='group')
     query.append(DielectricData, with_group='group', project='*')
     members = {node.uuid for node in group.nodes}
@@ -90,7 +107,7 @@ def group_inputs(label: str, limit: int | None = None) -> tuple[dict, dict]:
         if limit and len(dielectrics) >= limit:
             break
     if not dielectrics:
-        raise ValueError(f'group {label} holds no dielectric data with their structures')
+        raise TrainingDataError(f'group {group.label} holds no dielectric data with their structures')
     return structures, dielectrics
 
 
@@ -115,27 +132,13 @@ def run_training(
 ):
     """Run :func:`train_model` on a group's nodes; optionally also export the ensemble to ``output``."""
     structures, dielectrics = group_inputs(group, limit)
-    progress(f'training {target} on {len(dielectrics)} materials of group {group}')
+    progress(f'training {target} on {len(dielectrics)} materials of group {load_group(group).label}')
     return train_and_export(
         structures, dielectrics, target, architecture, members, seed, hyperparameters, output
     )
 
 
-class RetrainError(ValueError):
-    """Retraining cannot start: an unknown group, or a campaign without DFPT results."""
-
-
-def load_group(label: str) -> Group:
-    """The group ``label``, or a :class:`RetrainError` saying it does not exist."""
-    from aiida.common.exceptions import NotExistent
-
-    try:
-        return Group.collection.get(label=label)
-    except NotExistent:
-        raise RetrainError(f'no group with label {label!r}') from None
-
-
-def campaign_inputs(label: str, prefix: str = 'campaign_') -> tuple[dict, dict]:
+def campaign_inputs(campaign: Group | str, prefix: str = 'campaign_') -> tuple[dict, dict]:
     """The DFPT results of a campaign group, each with the structure its DFPT ran on.
 
     A DFPT ``DielectricData`` is made by a calcfunction (``dielectric_from_ph``, ``dielectric_from_vasp``)
@@ -143,7 +146,7 @@ def campaign_inputs(label: str, prefix: str = 'campaign_') -> tuple[dict, dict]:
     ``<prefix><pk>`` so that the keys cannot collide with an importer's. Other dielectric nodes in the group
     (imported ones, say) are left out.
     """
-    group = load_group(label)
+    group = load_group(campaign)
     query = QueryBuilder().append(Group, filters={'id': group.pk}, tag='group')
     query.append(DielectricData, with_group='group', project='*')
     structures, dielectrics = {}, {}
@@ -158,8 +161,8 @@ def campaign_inputs(label: str, prefix: str = 'campaign_') -> tuple[dict, dict]:
             key = f'{prefix}{dielectric.pk}'
             structures[key], dielectrics[key] = links[0].node, dielectric
     if not dielectrics:
-        raise RetrainError(
-            f'campaign group {label} holds no DFPT results (DielectricData made from a structure)'
+        raise TrainingDataError(
+            f'campaign group {group.label} holds no DFPT results (DielectricData made from a structure)'
         )
     return structures, dielectrics
 
@@ -182,18 +185,14 @@ def run_retraining(
     has every structure and dielectric node it was trained on among its inputs.
     """
     campaign_structures, campaign_dielectrics = campaign_inputs(campaign)
-    load_group(base_group)
-    try:
-        structures, dielectrics = group_inputs(base_group, limit)
-    except ValueError as error:
-        raise RetrainError(str(error)) from None
+    structures, dielectrics = group_inputs(base_group, limit)
     base = {node.uuid for node in dielectrics.values()}
     for key, node in campaign_dielectrics.items():
         if node.uuid not in base:  # a campaign group may also hold imported results
             structures[key], dielectrics[key] = campaign_structures[key], node
     progress(
-        f'retraining {target} on {len(dielectrics) - len(base)} DFPT results of campaign {campaign} '
-        f'plus {len(base)} materials of group {base_group}'
+        f'retraining {target} on {len(dielectrics) - len(base)} DFPT results of campaign '
+        f'{load_group(campaign).label} plus {len(base)} materials of group {load_group(base_group).label}'
     )
     return train_and_export(
         structures, dielectrics, target, architecture, members, seed, hyperparameters, output

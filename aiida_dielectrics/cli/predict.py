@@ -2,47 +2,11 @@
 
 from __future__ import annotations
 
-import pathlib
-
 import click
 
 from aiida_dielectrics.cli import cli
-from aiida_dielectrics.cli.utils import load_profile
-
-
-def expand(paths) -> list[pathlib.Path]:
-    """Files as given and every file inside given directories (recursively, sorted, hidden ones skipped)."""
-    files = []
-    for path in map(pathlib.Path, paths):
-        if path.is_dir():
-            files.extend(
-                sorted(
-                    p
-                    for p in path.rglob('*')
-                    if p.is_file() and not any(part.startswith('.') for part in p.relative_to(path).parts)
-                )
-            )
-        else:
-            files.append(path)
-    return files
-
-
-def read_structure(path: pathlib.Path):
-    """``(structure, None)`` or ``(None, reason)`` for a file pymatgen cannot read as one structure."""
-    import warnings
-
-    from pymatgen.core import Structure
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter('ignore')
-            structure = Structure.from_file(path)
-    except Exception as exception:  # pymatgen raises many types for unreadable files
-        message = str(exception).splitlines()[0] if str(exception) else type(exception).__name__
-        return None, f'unreadable: {message}'
-    if len(structure) == 0:
-        return None, 'unreadable: no atoms'
-    return structure, None
+from aiida_dielectrics.cli.utils import load_profile, read_structures, structure_files
+from aiida_dielectrics.ml.loading import DEFAULT_MODEL_NAMES, MODEL_DIR_ENV
 
 
 @cli.command('predict')
@@ -53,17 +17,19 @@ def read_structure(path: pathlib.Path):
     type=click.Path(dir_okay=False, writable=True),
     default='predictions.csv',
     show_default=True,
-    help='CSV file to write, one row per input file.',
+    help='CSV file to write, one row per structure.',
 )
 @click.option(
     '--model-dir',
     type=click.Path(exists=True, file_okay=False),
-    envvar='AIIDA_DIELECTRICS_MODEL_DIR',
-    help='Folder with the models by name (env: AIIDA_DIELECTRICS_MODEL_DIR); names not found there '
-    'come from the package (ε ensembles) or Hugging Face (MEGNet).',
+    envvar=MODEL_DIR_ENV,
+    help=f'Folder with the models by name (env: {MODEL_DIR_ENV}); names not found there come from the '
+    'package (ε and band-gap ensembles) or are downloaded from Hugging Face by matgl (MEGNet).',
 )
 @click.option(
-    '--e-form', metavar='NAME_OR_DIR', help='Formation-energy model (default MEGNet-MP-2018.6.1-Eform).'
+    '--e-form',
+    metavar='NAME_OR_DIR',
+    help=f'Formation-energy model (default {DEFAULT_MODEL_NAMES["e_form"]}).',
 )
 @click.option(
     '--band-gap',
@@ -85,10 +51,11 @@ def predict(
 ):
     """Predict E_form, E_hull, band gap, ε and the figure of merit Φ for structure files.
 
-    FILE_OR_DIR: any files pymatgen reads (CIF, POSCAR/CONTCAR, vasprun.xml, …); directories are
-    searched recursively. A file that cannot be predicted gets its reason in the `reason` column and
-    empty values; the command fails only if nothing could be predicted. E_hull is taken against the
-    predictions themselves (elements at 0 eV/atom).
+    FILE_OR_DIR: structure files (CIF, POSCAR/CONTCAR/*.vasp, vasprun.xml, pymatgen JSON, (ext)XYZ with
+    one crystal per frame, …); directories are searched recursively for files with those names. A
+    structure that cannot be predicted (unreadable, overlapping atoms, unsupported element, …) gets its
+    reason in the `reason` column and empty values; the command fails only if nothing could be predicted.
+    E_hull is taken against the predictions themselves (elements at 0 eV/atom).
 
     \b
     aiida-dielectrics predict candidates/ -o predictions.csv --model-dir ~/models
@@ -121,12 +88,12 @@ def predict(
         if target not in model_sets:
             click.echo(f'Warning: no {target} ensemble found; its columns stay empty', err=True)
 
-    files = expand(paths)
+    files = structure_files(paths)
     if not files:
-        raise click.ClickException('no files found in the given directories')
-    read = [read_structure(path) for path in files]
-    readable = [i for i, (structure, _) in enumerate(read) if structure is not None]
-    structures = [read[i][0] for i in readable]
+        raise click.ClickException('no structure files found in the given directories')
+    entries = [entry for path in files for entry in read_structures(path)]
+    readable = [i for i, (_, structure, _) in enumerate(entries) if structure is not None]
+    structures = [entries[i][1] for i in readable]
 
     if not structures:
         table = pd.DataFrame(columns=inference.COLUMNS)
@@ -135,15 +102,15 @@ def predict(
     else:
         table = inference.predict(structures, model_sets, batch_size=batch_size, progress=True)
     table.index = readable
-    table = table.reindex(range(len(files))).astype({'reason': object})
-    for i, (_, reason) in enumerate(read):
+    table = table.reindex(range(len(entries))).astype({'reason': object})
+    for i, (_, _, reason) in enumerate(entries):
         if reason is not None:
             table.loc[i, 'reason'] = reason
-    table.insert(0, 'file', [str(path) for path in files])
+    table.insert(0, 'file', [label for label, _, _ in entries])
     table.to_csv(output, index=False)
 
     failed = table['reason'].notna()
-    click.echo(f'{int((~failed).sum())} of {len(files)} structures predicted -> {output}', err=True)
+    click.echo(f'{int((~failed).sum())} of {len(entries)} structures predicted -> {output}', err=True)
     for row in table[failed].itertuples():
         click.echo(f'  skipped {row.file}: {row.reason}', err=True)
     if failed.all():
@@ -160,15 +127,11 @@ def stored_table(ctx, structures, model_sets, batch_size: int):
 
     load_profile(ctx)
     missing = [target for target in predictions.REQUIRED_MODELS if target not in model_sets]
-    local = {target: pathlib.Path(s.source) for target, s in model_sets.items()}
-    remote = [target for target, path in local.items() if not path.is_dir()]
-    if missing or remote:
-        raise click.ClickException(
-            f'--store needs local model folders for {", ".join(missing + remote)} (see --model-dir)'
-        )
+    if missing:
+        raise click.ClickException(f'--store needs models for {", ".join(missing)} (see --model-dir)')
     models = {
-        target: predictions.model_node(target, path, model_sets[target].architecture)
-        for target, path in local.items()
+        target: predictions.model_node(target, model_set.source, model_set.architecture)
+        for target, model_set in model_sets.items()
     }
     keys = [f's{i}' for i in range(len(structures))]
     nodes = {key: StructureData(pymatgen=structure) for key, structure in zip(keys, structures, strict=True)}

@@ -24,18 +24,14 @@ import hashlib
 import importlib
 import json
 import pathlib
-import weakref
 
 import numpy as np
 import torch
 
-from aiida_dielectrics.ml import transforms
-from aiida_dielectrics.ml.files import tree_sha256
-
-CARD = 'model_card.json'
-
-#: The ensembles shipped with the package, one folder per target (``diel_elec``, ``diel_ionic``).
-DEFAULT_MODELS = pathlib.Path(__file__).parents[1] / 'models'
+from aiida_dielectrics.ml.files import CARD, tree_sha256
+from aiida_dielectrics.ml.graphs import collate, shared_builder
+from aiida_dielectrics.ml.loading import allow_matgl_pickles, load_matgl
+from aiida_dielectrics.ml.transforms import MemberSpread
 
 #: architecture -> "module:Class" of its member implementation (imported when first used).
 ARCHITECTURES = {
@@ -53,46 +49,6 @@ def member_class(architecture: str):
             f'unknown architecture {architecture!r}; choose from {", ".join(ARCHITECTURES)}'
         ) from None
     return getattr(importlib.import_module(module), name)
-
-
-def allow_matgl_pickles():
-    """matgl ≥ 4 loads weights with ``weights_only=True``; its pretrained MEGNets pickle a Normalizer."""
-    from matgl.data.transformer import LogTransformer, Normalizer
-
-    torch.serialization.add_safe_globals([Normalizer, LogTransformer])
-
-
-class GraphCache:
-    """Crystal graphs built once per structure object and reused by every member and every epoch.
-
-    Keyed on object identity with a weak reference, so a recycled id never returns a stale graph.
-    """
-
-    def __init__(self, element_types, cutoff: float):
-        from matgl.ext.pymatgen import Structure2Graph
-
-        self.converter = Structure2Graph(element_types=tuple(element_types), cutoff=cutoff)
-        self.key = (tuple(element_types), cutoff)
-        self._graphs: dict[int, tuple] = {}
-
-    def get(self, structure):
-        entry = self._graphs.get(id(structure))
-        if entry is not None and entry[0]() is structure:
-            return entry[1]
-        graph, lattice, _ = self.converter.get_graph(structure)
-        value = (graph, torch.as_tensor(lattice, dtype=torch.float32))
-        self._graphs[id(structure)] = (weakref.ref(structure), value)
-        return value
-
-
-_CACHES: dict[tuple, GraphCache] = {}
-
-
-def graph_cache(element_types, cutoff: float) -> GraphCache:
-    key = (tuple(element_types), float(cutoff))
-    if key not in _CACHES:
-        _CACHES[key] = GraphCache(*key)
-    return _CACHES[key]
 
 
 class MEGNetMember:
@@ -130,17 +86,19 @@ class MEGNetMember:
             'state_attr': self.state_attr,
         }
 
-    def _cache(self) -> GraphCache:
+    def _graphs(self, structures) -> list[tuple]:
+        """``(graph, lattice, state)`` per structure, built once per process for every member."""
         inner = self.model.model
-        return graph_cache(inner.element_types, float(inner.cutoff))
+        builder = shared_builder(float(inner.cutoff), inner.element_types)
+        return [builder.build(structure) for structure in structures]
 
-    def _samples(self, structures, y=None):
-        cache = self._cache()
+    def _samples(self, structures, y):
         state = torch.tensor(self.state_attr, dtype=torch.long)
-        labels = np.zeros(len(structures)) if y is None else np.asarray(y, dtype=float)
         return [
-            (*cache.get(s), state, {'y': torch.tensor(v, dtype=torch.float32)})
-            for s, v in zip(structures, labels, strict=True)
+            (graph, lattice, state, {'y': torch.tensor(v, dtype=torch.float32)})
+            for (graph, lattice, _), v in zip(
+                self._graphs(structures), np.asarray(y, dtype=float), strict=True
+            )
         ]
 
     def _loader(self, samples, shuffle: bool, seed: int = 0):
@@ -204,19 +162,13 @@ class MEGNetMember:
     def predict(self, structures) -> np.ndarray:
         """Predictions in the transformed space, in batches."""
         self.model.eval()
+        graphs = self._graphs(structures)
         out = []
         with torch.no_grad():
-            for g, lat, state, _ in self._loader(self._samples(structures), shuffle=False):
-                if lat.dim() == 2:
-                    lat = lat.unsqueeze(0)
-                batch = (
-                    g.batch
-                    if getattr(g, 'batch', None) is not None
-                    else torch.zeros(g.num_nodes, dtype=torch.long)
-                )
-                g.pos = (g.frac_coords.unsqueeze(-1) * lat[batch]).sum(dim=1)
-                g.pbc_offshift = (g.pbc_offset.unsqueeze(-1) * lat[batch[g.edge_index[0]]]).sum(dim=1)
-                out.append(self.model(g, state_attr=state).reshape(-1).numpy())
+            for start in range(0, len(graphs), self.batch_size):
+                graph, _ = collate(graphs[start : start + self.batch_size])
+                state = torch.full((graph.num_graphs,), self.state_attr, dtype=torch.long)
+                out.append(self.model(graph, state_attr=state).reshape(-1).numpy())
         return np.concatenate(out) if out else np.zeros(0)
 
     def save(self, folder):
@@ -224,10 +176,7 @@ class MEGNetMember:
 
     @classmethod
     def load(cls, folder):
-        import matgl
-
-        allow_matgl_pickles()
-        return cls(model=matgl.load_model(str(folder)))
+        return cls(model=load_matgl(folder))
 
 
 def _best_weights(model):
@@ -253,7 +202,7 @@ def _best_weights(model):
     return BestWeights()
 
 
-class Ensemble:
+class Ensemble(MemberSpread):
     """Members of one architecture for one target; mean and σ over members in the original space."""
 
     def __init__(self, members, target: str, transform: str, architecture: str, card: dict | None = None):
@@ -271,13 +220,6 @@ class Ensemble:
     def predict_transformed(self, structures) -> np.ndarray:
         """(members × structures) predictions in the transformed space."""
         return np.stack([m.predict(structures) for m in self.members])
-
-    def summarize(self, outputs, calibrated: bool = True) -> tuple[np.ndarray, np.ndarray]:
-        """Mean and σ over members (rows of transformed ``outputs``) in the original space; σ times
-        :attr:`sigma_scale` unless ``calibrated`` is false (the raw member spread)."""
-        values = transforms.inverse_transform(self.transform, outputs)
-        scale = self.sigma_scale if calibrated else 1.0
-        return values.mean(axis=0), scale * values.std(axis=0)
 
     def predict(self, structures) -> tuple[np.ndarray, np.ndarray]:
         """Mean and calibrated σ in the original space."""

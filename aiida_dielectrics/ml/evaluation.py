@@ -1,12 +1,20 @@
 """Metrics for ε and Φ predictions: accuracy, ranking, calibration and top-k screening precision.
 
 Everything is computed in the original space (ε, eV), where the numbers are used for screening.
+:func:`evaluate_ensembles` measures a folder of ε ensembles on the data and split they were trained on and
+:meth:`Evaluation.report` writes the Markdown of ``aiida-dielectrics evaluate``.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import pathlib
+from collections.abc import Callable
+
 import numpy as np
 from scipy import stats
+
+from aiida_dielectrics.ml.files import CARD
 
 
 def regression_metrics(y_true, y_pred) -> dict[str, float]:
@@ -274,20 +282,40 @@ def _fmt(value, digits=2) -> str:
     return '—' if np.isnan(value) else f'{value:.{digits}f}'
 
 
+#: Column title -> metric of the test-split and of the cross-validation table.
+TEST_COLUMNS = {
+    'MAE': 'mae',
+    'RMSE': 'rmse',
+    'R²': 'r2',
+    'Spearman ρ': 'spearman',
+    'top-10 % precision': 'top10_precision',
+}
+CV_COLUMNS = {
+    'MAE': 'mae',
+    'R²': 'r2',
+    'Spearman ρ': 'spearman',
+    'top-10 % precision': 'top10_precision',
+    'within ±1σ': 'within_1sigma',
+}
+
+
+def _table(scores: dict, names: dict, columns: dict) -> list[str]:
+    """Markdown rows of ``scores[model][quantity][metric]``, per quantity and model; a metric a row lacks
+    (top-10 % precision of ε, σ of an ensemble without spread) is left blank."""
+    lines = ['| quantity | model | ' + ' | '.join(columns) + ' |', '| --- | --- |' + ' --- |' * len(columns)]
+    for quantity in QUANTITIES:
+        for model in ('ensemble', 'ridge', 'mean'):
+            m = scores[model][quantity]
+            cells = [_fmt(m[metric]) if metric in m else '' for metric in columns.values()]
+            lines.append(f'| {LABELS[quantity]} | {names[model]} | ' + ' | '.join(cells) + ' |')
+    return lines
+
+
 def markdown_tables(results: dict, model_name: str = 'MEGNet ensemble', gap_model: str = 'predicted') -> str:
     """The metric tables of :func:`evaluate` as Markdown; ``gap_model`` names the band-gap model."""
     names = {'ensemble': model_name, 'ridge': 'composition ridge', 'mean': 'dummy (train mean)'}
     lines = [f'### Test split ({results["test"]["size"]} materials)', '']
-    header = '| quantity | model | MAE | RMSE | R² | Spearman ρ | top-10 % precision |'
-    lines += [header, '| --- | --- | --- | --- | --- | --- | --- |']
-    for quantity in QUANTITIES:
-        for model in ('ensemble', 'ridge', 'mean'):
-            m = results['test'][model][quantity]
-            top = _fmt(m['top10_precision']) if 'top10_precision' in m else ''
-            lines.append(
-                f'| {LABELS[quantity]} | {names[model]} | {_fmt(m["mae"])} | {_fmt(m["rmse"])} | '
-                f'{_fmt(m["r2"])} | {_fmt(m["spearman"])} | {top} |'
-            )
+    lines += _table(results['test'], names, TEST_COLUMNS)
     lines += [
         '',
         '### Ensemble calibration on the test split',
@@ -310,18 +338,8 @@ def markdown_tables(results: dict, model_name: str = 'MEGNet ensemble', gap_mode
         lines += [
             f'### {cv["folds"]}-fold cross-validation over train+val (mean ± std over folds)',
             '',
-            '| quantity | model | MAE | R² | Spearman ρ | top-10 % precision | within ±1σ |',
-            '| --- | --- | --- | --- | --- | --- | --- |',
+            *_table(cv['summary'], names, CV_COLUMNS),
         ]
-        for quantity in QUANTITIES:
-            for model in ('ensemble', 'ridge', 'mean'):
-                m = cv['summary'][model][quantity]
-                top = _fmt(m['top10_precision']) if 'top10_precision' in m else ''
-                sigma = _fmt(m['within_1sigma']) if 'within_1sigma' in m else ''
-                lines.append(
-                    f'| {LABELS[quantity]} | {names[model]} | {_fmt(m["mae"])} | {_fmt(m["r2"])} | '
-                    f'{_fmt(m["spearman"])} | {top} | {sigma} |'
-                )
         lines += [
             '',
             f'(Φ (predicted gap) uses {gap_model} as it is, not refitted per fold: a gap model trained on '
@@ -329,3 +347,126 @@ def markdown_tables(results: dict, model_name: str = 'MEGNet ensemble', gap_mode
             '',
         ]
     return '\n'.join(lines)
+
+
+# --- evaluating a folder of ensembles ------------------------------------------------------------------
+
+
+def predict_gap(name, structures) -> tuple[np.ndarray, np.ndarray]:
+    """PBE band gaps (eV, clipped at 0) and their σ from model ``name`` (a folder or a name, as
+    :func:`.loading.resolve` finds it): an ensemble's calibrated σ, or 0 for a single MEGNet."""
+    from aiida_dielectrics.ml import loading
+    from aiida_dielectrics.ml.ensemble import Ensemble, MEGNetMember
+
+    location = loading.resolve(name)
+    if (location / CARD).is_file():
+        gap, std = Ensemble.load(location).predict(structures)
+    else:
+        gap = MEGNetMember.load(location).predict(structures)
+        std = np.zeros_like(gap)
+    return np.clip(gap, 0, None), std
+
+
+def read_ensemble_cards(root) -> dict[str, dict]:
+    """The cards of the ``diel_elec`` and ``diel_ionic`` ensembles in ``root``; ``ValueError`` unless both
+    are there and were trained on the same split."""
+    from aiida_dielectrics.ml.ensemble import read_card
+
+    root = pathlib.Path(root)
+    cards = {}
+    for target in ('diel_elec', 'diel_ionic'):
+        if not (root / target / CARD).is_file():
+            raise ValueError(f'{root / target} is not an ensemble folder (no {CARD})')
+        cards[target] = read_card(root / target)
+    if len({(card['split']['seed'], tuple(card['split']['fractions'])) for card in cards.values()}) != 1:
+        raise ValueError('the two ensembles were trained on different splits')
+    return cards
+
+
+@dataclasses.dataclass
+class Evaluation:
+    """What :func:`evaluate_ensembles` measured, and the setting it measured it in (for the report)."""
+
+    results: dict
+    root: pathlib.Path
+    cards: dict[str, dict]
+    sigma_scales: dict[str, float]
+    gap_model: str
+    cv_members: int
+    cv_epochs: int
+
+    def report(self, command: str, seconds: float, threads: int) -> str:
+        """The Markdown report: how it was made, then :func:`markdown_tables`."""
+        card = self.cards['diel_elec']
+        hp, split = card['hyperparameters'], card['split']
+        header = [
+            '<!-- written by `aiida-dielectrics evaluate`; do not edit by hand -->',
+            '',
+            f'Produced by `{command}` in {seconds / 60:.1f} min on {threads} CPU thread(s).',
+            f'Ensembles: {self.root.name}/diel_elec and diel_ionic, {card["architecture"]}, {hp["members"]} '
+            f'members each, {hp.get("max_epochs")} epochs; split seed {split["seed"]}, fractions '
+            f'{list(split["fractions"])}, grouped by reduced formula, sha256 `{split["sha256"][:16]}…`.',
+            'σ is the member spread times the σ scale each card holds (fitted on the validation part): '
+            + ', '.join(f'{target} {scale:.2f}' for target, scale in self.sigma_scales.items())
+            + f'. Φ (predicted gap) uses the band gap of `{self.gap_model}` and adds its σ to σ_Φ '
+            '(`fom.prediction_summary`).',
+        ]
+        if 'cv' in self.results:
+            header.append(
+                f'Cross-validation uses a cheaper setting than the shipped ensembles: {self.cv_members} '
+                f'member(s) × {self.cv_epochs} epochs per fold; baselines are refitted per fold.'
+            )
+        tables = markdown_tables(self.results, f'{card["architecture"]} ensemble', self.gap_model)
+        return '\n'.join([*header, '', tables])
+
+
+def evaluate_ensembles(
+    data,
+    root,
+    gap_model: str = 'band_gap',
+    cv_folds: int = 5,
+    cv_members: int = 1,
+    cv_epochs: int = 15,
+    progress: Callable[[str], None] = print,
+) -> Evaluation:
+    """:func:`evaluate` the ``diel_elec`` and ``diel_ionic`` ensembles of ``root`` on ``data``, the data they
+    were trained on (``ValueError`` if their split does not match it), with the band gap of ``gap_model``
+    and, unless ``cv_folds`` is 0, k-fold CV at a cheaper setting (``cv_members`` × ``cv_epochs``)."""
+    from aiida_dielectrics.ml import splits, training
+    from aiida_dielectrics.ml.ensemble import Ensemble
+
+    root = pathlib.Path(root)
+    cards = read_ensemble_cards(root)
+    seed, fractions = cards['diel_elec']['split']['seed'], tuple(cards['diel_elec']['split']['fractions'])
+    split = splits.train_val_test(data.formulas, seed, fractions)
+    for target, card in cards.items():
+        if card['split']['sha256'] != splits.split_hash(data.material_ids, split):
+            raise ValueError(f'{target} ensemble was trained on other data or another split')
+    progress(f'{len(data)} materials; test split {len(split.test)}; loading ensembles from {root}')
+    ensembles = {target: Ensemble.load(root / target) for target in cards}
+    progress(f'predicting band gaps ({gap_model}, PBE fidelity)')
+    pred_gap, pred_gap_std = predict_gap(gap_model, data.structures)
+    cv = None
+    if cv_folds:
+        trained = cards['diel_elec']
+        settings = training.member_settings(
+            trained['architecture'],
+            cv_epochs,
+            trained['hyperparameters']['batch_size'],
+            trained['hyperparameters']['lr'],
+        )
+        cv = {
+            target: training.cross_validate(
+                data, target, card['architecture'], cv_folds, cv_members, seed, fractions, settings, progress
+            )
+            for target, card in cards.items()
+        }
+    return Evaluation(
+        results=evaluate(data, ensembles, pred_gap, split, cv, pred_gap_std),
+        root=root,
+        cards=cards,
+        sigma_scales={target: ensemble.sigma_scale for target, ensemble in ensembles.items()},
+        gap_model=str(gap_model),
+        cv_members=cv_members,
+        cv_epochs=cv_epochs,
+    )

@@ -7,6 +7,8 @@ import pathlib
 
 #: The files of one model in matgl's layout.
 MATGL_FILES = ('model.pt', 'state.pt', 'model.json')
+#: An ensemble folder holds this card next to its ``member_<i>/`` folders.
+CARD = 'model_card.json'
 
 
 def model_folders(root: pathlib.Path) -> list[pathlib.Path]:

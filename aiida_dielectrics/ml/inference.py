@@ -3,8 +3,8 @@
 Calling each model's ``predict_structure`` per crystal rebuilds the crystal graph for every model and
 runs batches of one. Here each crystal graph is built once per (cutoff, element list) and shared by all
 models that use it (E_form, band gap, every member of the ε ensembles), and graphs run through the
-models in batches. A crystal that cannot be predicted (unsupported element, disordered sites, an atom
-with no neighbour within a model's cutoff) gets a ``reason`` and NaNs; the others go on.
+models in batches. A crystal that cannot be predicted (overlapping atoms, unsupported element, disordered
+sites, an atom with no neighbour within a model's cutoff) gets a ``reason`` and NaNs; the others go on.
 """
 
 from __future__ import annotations
@@ -17,10 +17,12 @@ import pandas as pd
 import torch
 from pymatgen.core import Structure
 
+from aiida_dielectrics.ml.graphs import GraphBuilder, collate
 from aiida_dielectrics.ml.loading import GraphMember, ModelSet
 from aiida_dielectrics.science import hull
 from aiida_dielectrics.science.candidates import protostructure_label
 from aiida_dielectrics.science.fom import prediction_summary
+from aiida_dielectrics.science.structures import structure_problem
 
 #: Quantities predicted by model sets, in column order; each gets a ``*_std`` column.
 TARGETS = ('e_form', 'band_gap', 'diel_elec', 'diel_ionic')
@@ -45,45 +47,6 @@ COLUMNS = (
     'fom_adj',
     'reason',
 )
-
-
-class GraphBuilder:
-    """Crystal graphs for one (cutoff, element list): built once per crystal, shared by its models."""
-
-    def __init__(self, cutoff: float, element_types: tuple[str, ...]):
-        from matgl.ext.pymatgen import Structure2Graph
-
-        self.cutoff = cutoff
-        self.elements = set(element_types)
-        self.converter = Structure2Graph(element_types=element_types, cutoff=cutoff)
-
-    def build(self, structure: Structure):
-        """``(graph, lattice, state)`` or raise ``ValueError`` with the reason it cannot be predicted."""
-        if not structure.is_ordered:
-            raise ValueError('disordered structure (partial occupancies) is not supported')
-        unsupported = sorted({site.specie.symbol for site in structure} - self.elements)
-        if unsupported:
-            raise ValueError(f'unsupported element(s): {", ".join(unsupported)}')
-        graph, lattice, state = self.converter.get_graph(structure)
-        degree = torch.bincount(graph.edge_index[0], minlength=len(structure))
-        if bool((degree == 0).any()):
-            isolated = structure[int(torch.nonzero(degree == 0)[0])].specie.symbol
-            raise ValueError(f'isolated atom ({isolated}): no neighbour within {self.cutoff:g} Å')
-        return graph, lattice, state
-
-
-def collate(samples: list):
-    """One batched graph with Cartesian positions and periodic image shifts, and the stacked states."""
-    from torch_geometric.data import Batch
-
-    graph = Batch.from_data_list([sample[0] for sample in samples])
-    lattices = torch.cat([torch.as_tensor(sample[1]).reshape(1, 3, 3) for sample in samples])
-    node_lattice = lattices[graph.batch]
-    graph.pos = torch.bmm(graph.frac_coords.unsqueeze(1), node_lattice).squeeze(1)
-    edge_lattice = node_lattice[graph.edge_index[0]]
-    graph.pbc_offshift = torch.bmm(graph.pbc_offset.unsqueeze(1), edge_lattice).squeeze(1)
-    states = torch.as_tensor(np.stack([sample[2] for sample in samples]))
-    return graph, states
 
 
 def run_member(member: GraphMember, graph, default_states: torch.Tensor) -> np.ndarray:
@@ -125,6 +88,9 @@ def predict(
             valid = []
             for index in chunk:
                 try:
+                    problem = structure_problem(structures[index])
+                    if problem is not None:
+                        raise ValueError(problem)
                     built = {key: builder.build(structures[index]) for key, builder in builders.items()}
                 except ValueError as exception:
                     reasons[index] = str(exception)
@@ -153,12 +119,13 @@ def predict(
     table['reason'] = reasons
     for target, model_set in model_sets.items():
         members = np.stack([np.concatenate(slot) if slot else np.zeros(0) for slot in outputs[target]])
-        mean, std = model_set.combine(members)
+        mean, std = model_set.summarize(members)
         table.loc[kept, target] = mean
         table.loc[kept, f'{target}_std'] = std
-    table['e_above_hull'] = hull.e_above_hull(
-        [structure.composition for structure in structures], table['e_form'].to_numpy(), reference
-    )
+    compositions = [structure.composition for structure in structures]
+    if reference is None:  # the predictions ranked against each other: no real competing phase
+        reference = hull.entries_from_formation_energies(compositions, table['e_form'].to_numpy())
+    table['e_above_hull'] = hull.e_above_hull(compositions, table['e_form'].to_numpy(), reference)
     table['e_above_hull_std'] = table['e_form_std']
     summary = prediction_summary(
         table['diel_elec'].to_numpy(),

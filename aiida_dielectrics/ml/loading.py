@@ -1,9 +1,10 @@
 """Find and load the screening models: pretrained matgl MEGNets and the ε ensembles trained here.
 
 A model is named either by a path, or by a name looked up first in a *model folder* (``--model-dir`` or
-``$AIIDA_DIELECTRICS_MODEL_DIR``), then among the models shipped inside the package, and last handed to
-matgl, which fetches it from Hugging Face. Nothing reads the project's ``shared/`` folder implicitly:
-tests and CI point the model folder at it.
+``$AIIDA_DIELECTRICS_MODEL_DIR``), then among the models shipped inside the package, and last on the
+Hugging Face Hub, downloaded into matgl's cache as matgl does it. Every name ends as a local folder, so a
+model node can always be built from the files that were loaded. Nothing reads the project's ``shared/``
+folder implicitly: tests and CI point the model folder at it.
 """
 
 from __future__ import annotations
@@ -13,25 +14,27 @@ import json
 import os
 import pathlib
 
-import numpy as np
 import torch
+
+from aiida_dielectrics.ml.files import CARD, MATGL_FILES
+from aiida_dielectrics.ml.transforms import MemberSpread
 
 #: Environment variable naming a folder of local models (one sub-folder per model name).
 MODEL_DIR_ENV = 'AIIDA_DIELECTRICS_MODEL_DIR'
 #: Models shipped with the package (the default ε and band-gap ensembles), one sub-folder per name.
 PACKAGED_MODELS = pathlib.Path(__file__).parents[1] / 'models'
-#: An ensemble folder holds this card next to its ``member_<i>/`` folders.
-CARD = 'model_card.json'
 
 #: Default model name per predicted quantity. ``band_gap`` is the shipped ensemble fine-tuned on the Petousis
 #: PBE gaps; the pretrained ``MEGNet-MP-2019.4.1-BandGap-mfi`` stays selectable by name (under matgl 4 it
 #: predicts ≈ 0 eV for wide-gap oxides such as MgO, see docs/models.md).
-DEFAULT_MODELS = {
+DEFAULT_MODEL_NAMES = {
     'e_form': 'MEGNet-MP-2018.6.1-Eform',
     'band_gap': 'band_gap',
     'diel_elec': 'diel_elec',
     'diel_ionic': 'diel_ionic',
 }
+#: Names of the ensembles trained here: found locally or not at all (they are not on the Hub).
+ENSEMBLE_NAMES = ('band_gap', 'diel_elec', 'diel_ionic')
 #: State attribute of the multi-fidelity band-gap MEGNet (and of models fine-tuned from it): 0 = PBE.
 PBE_FIDELITY = 0
 
@@ -49,8 +52,9 @@ def model_dir(explicit: str | os.PathLike | None = None) -> pathlib.Path | None:
     return pathlib.Path(value).expanduser() if value else None
 
 
-def resolve(name: str | os.PathLike, directory: str | os.PathLike | None = None) -> pathlib.Path | str:
-    """A local folder for ``name`` if there is one, else ``name`` itself (a Hugging Face model name)."""
+def resolve(name: str | os.PathLike, directory: str | os.PathLike | None = None) -> pathlib.Path:
+    """The folder of model ``name``: a path as is, else the model folder's or the package's sub-folder of that
+    name, else the folder matgl's cache holds it in after downloading it from the Hub (:func:`hub_folder`)."""
     path = pathlib.Path(name).expanduser()
     if path.is_dir():
         return path
@@ -59,15 +63,46 @@ def resolve(name: str | os.PathLike, directory: str | os.PathLike | None = None)
     for base in (model_dir(directory), PACKAGED_MODELS):
         if base is not None and (base / str(name)).is_dir():
             return base / str(name)
-    return str(name)
+    if str(name) in ENSEMBLE_NAMES:
+        raise FileNotFoundError(
+            f'no ensemble named {str(name)!r} in the model folder (${MODEL_DIR_ENV}) or the package'
+        )
+    return hub_folder(str(name))
 
 
-def load_matgl(name: str | os.PathLike):
-    """A matgl model from a local folder or a Hugging Face name, in evaluation mode."""
+def hub_folder(name: str) -> pathlib.Path:
+    """The folder in matgl's cache with the files of Hub model ``name``, downloaded first if needed.
+
+    matgl 4 takes a bare name from its Hugging Face organisation (``materialyze/<name>``) and an
+    ``owner/name`` as it is, and downloads with ``huggingface_hub`` into ``matgl.config.MATGL_CACHE``
+    (``~/.cache/matgl``); this does the same, so a second call (or matgl itself) finds the files there,
+    offline too (``HF_HUB_OFFLINE=1``).
+    """
+    import matgl.config
+    from huggingface_hub import hf_hub_download
+    from matgl.utils.io import HF_MATGL_ORG
+
+    repository = name if '/' in name else f'{HF_MATGL_ORG}/{name}'
+    try:
+        paths = [
+            hf_hub_download(repo_id=repository, filename=filename, cache_dir=matgl.config.MATGL_CACHE)
+            for filename in MATGL_FILES
+        ]
+    except Exception as exception:  # offline, unknown repository, HTTP errors: huggingface_hub has many
+        reason = str(exception).splitlines()[0] if str(exception) else type(exception).__name__
+        raise FileNotFoundError(
+            f'no model {name!r} in the model folder (${MODEL_DIR_ENV}) or the package, and none downloaded '
+            f'from the Hugging Face Hub ({repository}): {reason}'
+        ) from exception
+    return pathlib.Path(paths[0]).parent
+
+
+def load_matgl(folder: str | os.PathLike):
+    """A matgl model from a local folder, in evaluation mode."""
     import matgl
 
     allow_matgl_pickles()
-    model = matgl.load_model(str(name))
+    model = matgl.load_model(str(folder))
     model.eval()
     return model
 
@@ -104,13 +139,13 @@ class GraphMember:
 
 
 @dataclasses.dataclass
-class ModelSet:
+class ModelSet(MemberSpread):
     """The models predicting one quantity: one model, or an ensemble whose σ is the member spread.
 
     ``members`` are :class:`GraphMember` (batched together through shared crystal graphs) or, for
     architectures that do not work on crystal graphs (e.g. Wren), objects with ``predict(structures)``.
     ``transform`` names the target transform (:func:`.transforms.inverse_transform`) that maps member
-    outputs back to the quantity itself; mean and σ are taken after it.
+    outputs back to the quantity itself; mean and σ are taken after it (:meth:`summarize`).
     """
 
     target: str
@@ -124,48 +159,32 @@ class ModelSet:
     def is_graph(self) -> bool:
         return all(isinstance(member, GraphMember) for member in self.members)
 
-    def combine(self, outputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Mean and calibrated σ (member spread × ``sigma_scale``) over members (rows of ``outputs``) in
-        the original space."""
-        from aiida_dielectrics.ml.transforms import inverse_transform
-
-        values = inverse_transform(self.transform, outputs)
-        return values.mean(axis=0), self.sigma_scale * values.std(axis=0)
-
 
 def load_model_set(
     target: str, name: str | os.PathLike, directory: str | os.PathLike | None = None
 ) -> ModelSet:
     """Load a single matgl model or an ensemble folder (``model_card.json`` + ``member_<i>/``)."""
     location = resolve(name, directory)
-    if isinstance(location, pathlib.Path) and (location / CARD).is_file():
-        card = json.loads((location / CARD).read_text())
-        architecture = card.get('architecture', 'megnet')
-        folders = [location / f'member_{i}' for i in range(int(card['members']))]
-        if architecture == 'megnet':
-            members = [GraphMember(load_matgl(folder)) for folder in folders]
-        else:
-            # Non-graph architectures bring their own member class with ``predict(structures)``.
-            from aiida_dielectrics.ml.ensemble import member_class
+    if not (location / CARD).is_file():
+        return ModelSet(target, [GraphMember(load_matgl(location))], source=str(location))
+    card = json.loads((location / CARD).read_text())
+    architecture = card.get('architecture', 'megnet')
+    folders = [location / f'member_{i}' for i in range(int(card['members']))]
+    if architecture == 'megnet':
+        members = [GraphMember(load_matgl(folder)) for folder in folders]
+    else:
+        # Non-graph architectures bring their own member class with ``predict(structures)``.
+        from aiida_dielectrics.ml.ensemble import member_class
 
-            members = [member_class(architecture).load(folder) for folder in folders]
-        return ModelSet(
-            target,
-            members,
-            card.get('transform', 'identity'),
-            architecture,
-            str(location),
-            float(card.get('sigma_scale', 1.0)),
-        )
-    if (
-        isinstance(location, str)
-        and target in ('band_gap', 'diel_elec', 'diel_ionic')
-        and location == DEFAULT_MODELS[target]
-    ):
-        raise FileNotFoundError(
-            f'no {target} ensemble named {location!r} in the model folder ({MODEL_DIR_ENV}) or the package'
-        )
-    return ModelSet(target, [GraphMember(load_matgl(location))], source=str(location))
+        members = [member_class(architecture).load(folder) for folder in folders]
+    return ModelSet(
+        target,
+        members,
+        card.get('transform', 'identity'),
+        architecture,
+        str(location),
+        float(card.get('sigma_scale', 1.0)),
+    )
 
 
 def load_predictors(
@@ -173,17 +192,17 @@ def load_predictors(
     names: dict | None = None,
     optional=('diel_elec', 'diel_ionic'),
 ) -> dict[str, ModelSet]:
-    """The model sets for every quantity (defaults from :data:`DEFAULT_MODELS`, overridden by ``names``).
+    """The model sets for every quantity (defaults from :data:`DEFAULT_MODEL_NAMES`, overridden by ``names``).
 
     Quantities in ``optional`` whose default model cannot be found are left out (their columns stay
     empty) instead of failing: until an ε ensemble is installed, E_form and the gap are still useful.
     """
-    names = {**DEFAULT_MODELS, **(names or {})}
+    names = {**DEFAULT_MODEL_NAMES, **(names or {})}
     sets = {}
     for target, name in names.items():
         try:
             sets[target] = load_model_set(target, name, directory)
         except FileNotFoundError:
-            if target not in optional or name != DEFAULT_MODELS[target]:
+            if target not in optional or name != DEFAULT_MODEL_NAMES[target]:
                 raise
     return sets

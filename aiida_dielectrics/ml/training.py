@@ -9,14 +9,29 @@ hyper-parameters, per-member training history, the σ scale fitted on the valida
 from __future__ import annotations
 
 import hashlib
+import pathlib
 import time
 from collections.abc import Callable
 
 import numpy as np
 
-from aiida_dielectrics.ml import evaluation, splits, transforms
+from aiida_dielectrics.ml import evaluation, loading, splits, transforms
 from aiida_dielectrics.ml.dataset import Dataset
-from aiida_dielectrics.ml.ensemble import Ensemble, fit_sigma_scale, member_class
+from aiida_dielectrics.ml.ensemble import Ensemble, fit_sigma_scale, member_class, members_sha256, write_card
+
+#: The MEGNet that ε members are fine-tuned from unless told otherwise: the multi-fidelity band-gap model.
+PRETRAINED = 'MEGNet-MP-2019.4.1-BandGap-mfi'
+
+
+def member_settings(
+    architecture: str, max_epochs: int, batch_size: int, lr: float, pretrained: str = PRETRAINED
+) -> dict:
+    """The hyper-parameters of one member; a MEGNet's ``pretrained`` model is looked up by
+    :func:`.loading.resolve` (model folder, package, Hugging Face Hub) and given as its folder."""
+    settings = {'max_epochs': max_epochs, 'batch_size': batch_size, 'lr': lr}
+    if architecture == 'megnet':
+        settings['pretrained'] = str(loading.resolve(pretrained))
+    return settings
 
 
 def ids_sha256(material_ids) -> str:
@@ -128,6 +143,25 @@ def calibrate(ensemble: Ensemble, data: Dataset, split: splits.Split) -> dict:
     }
     ensemble.card.update({'sigma_scale': scale, 'calibration': calibration, 'metrics': {'test': test}})
     return calibration
+
+
+def calibrate_folder(folder, data: Dataset) -> tuple[Ensemble, dict]:
+    """:func:`calibrate` the ensemble in ``folder`` on its own split of ``data`` and rewrite its card only.
+
+    The seed and fractions come from the card and must give its split checksum on ``data``, and the member
+    files must match the card's sha256 (``ValueError`` otherwise): the members are used as they are.
+    """
+    folder = pathlib.Path(folder)
+    ensemble = Ensemble.load(folder)
+    card = ensemble.card
+    if card['sha256'] != members_sha256(folder):
+        raise ValueError(f'{folder}: the member files do not match the sha256 in its card')
+    split = splits.train_val_test(data.formulas, card['split']['seed'], card['split']['fractions'])
+    if splits.split_hash(data.material_ids, split) != card['split']['sha256']:
+        raise ValueError(f'{folder} was trained on other data or another split')
+    result = calibrate(ensemble, data, split)
+    write_card(folder, ensemble.card)
+    return ensemble, result
 
 
 def kind_hyperparameters(ensemble: Ensemble) -> dict:

@@ -42,3 +42,15 @@ def transform(name: str, values) -> np.ndarray:
 def inverse_transform(name: str, values) -> np.ndarray:
     """Map model outputs back to the original space (ε itself)."""
     return _get(name)[1](np.asarray(values, dtype=float))
+
+
+class MemberSpread:
+    """Mean and σ over ensemble members in the original space, for a class with ``transform`` (a name in
+    :data:`TRANSFORMS`) and ``sigma_scale`` (the factor that calibrates the member spread)."""
+
+    def summarize(self, outputs, calibrated: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and σ over members (rows of transformed ``outputs``) in the original space; σ times
+        ``sigma_scale`` unless ``calibrated`` is false (the raw member spread)."""
+        values = inverse_transform(self.transform, outputs)
+        scale = self.sigma_scale if calibrated else 1.0
+        return values.mean(axis=0), scale * values.std(axis=0)

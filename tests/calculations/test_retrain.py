@@ -1,7 +1,5 @@
 """The learning loop: ``retrain`` trains a model node on a campaign's DFPT results plus the base data."""
 
-import csv
-
 import numpy as np
 import pytest
 from aiida import orm
@@ -26,20 +24,13 @@ def fake_dfpt(structure: orm.StructureData, epsilon: orm.Float) -> DielectricDat
 
 
 @pytest.fixture
-def loop(aiida_profile_clean, petousis_csv, shared, tmp_path):
+def loop(aiida_profile_clean, petousis_head, shared, tmp_path):
     """A base group of 8 imported materials and a campaign group with 3 fake DFPT results."""
     from pymatgen.core import Lattice, Structure
 
     from aiida_dielectrics.calculations.imports import run_petousis2017_import
 
-    with open(petousis_csv, newline='', encoding='utf-8') as handle:
-        comment = handle.readline()
-        rows = list(csv.reader(handle))[:9]
-    path = tmp_path / 'small.csv'
-    with open(path, 'w', newline='', encoding='utf-8') as handle:
-        handle.write(comment)
-        csv.writer(handle).writerows(rows)
-    run_petousis2017_import(path, group_label='base')
+    run_petousis2017_import(petousis_head(tmp_path / 'small.csv', 8), group_label='base')
     campaign = orm.Group(label='campaign').store()
     results = []
     for i, (a, b) in enumerate([('Mg', 'S'), ('Ca', 'O'), ('Sr', 'Se')]):
@@ -85,13 +76,21 @@ def test_retrain_links_the_model_to_campaign_and_base_nodes(loop, tmp_path):
 def test_retrain_refuses_unknown_groups_and_campaigns_without_dfpt(loop):
     orm.Group(label='empty').store().add_nodes([orm.Int(1).store()])
     cases = {
-        ('--campaign', 'nope'): "no group with label 'nope'",
-        ('--campaign', 'campaign', '--base-group', 'nope'): "no group with label 'nope'",
+        ('--campaign', 'nope'): "Invalid value for '--campaign': no Group found with LABEL<nope>",
+        (
+            '--campaign',
+            'campaign',
+            '--base-group',
+            'nope',
+        ): "Invalid value for '--base-group': no Group found",
         ('--campaign', 'empty', '--base-group', 'base'): 'campaign group empty holds no DFPT results',
         ('--campaign', 'base', '--base-group', 'base'): 'campaign group base holds no DFPT results',
     }
+    pretrained = loop[1]
     for options, message in cases.items():
-        result = CliRunner().invoke(cli, ['retrain', *options, '--target', 'diel_elec'])
+        result = CliRunner().invoke(
+            cli, ['retrain', *options, '--target', 'diel_elec', '--pretrained', pretrained]
+        )
         lines = result.output.strip().splitlines()
         assert result.exit_code == 1 and len(lines) == 1, result.output
         assert lines[0].startswith('Error: ') and message in lines[0]

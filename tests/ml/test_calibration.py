@@ -9,7 +9,8 @@ from click.testing import CliRunner
 
 from aiida_dielectrics.cli import cli
 from aiida_dielectrics.ml import dataset, evaluation, splits, training
-from aiida_dielectrics.ml.ensemble import DEFAULT_MODELS, Ensemble, fit_sigma_scale, members_sha256, read_card
+from aiida_dielectrics.ml.ensemble import Ensemble, fit_sigma_scale, members_sha256, read_card
+from aiida_dielectrics.ml.loading import PACKAGED_MODELS
 
 SHIPPED = ('diel_elec', 'diel_ionic', 'band_gap', 'wren_diel_elec', 'wren_diel_ionic')
 
@@ -99,18 +100,18 @@ def test_predicted_gap_sigma_enters_phi_sigma_as_in_screening():
 
 def test_shipped_ensembles_carry_a_validation_fitted_scale():
     for name in SHIPPED:
-        card = read_card(DEFAULT_MODELS / name)
+        card = read_card(PACKAGED_MODELS / name)
         calibration = card['calibration']
         assert card['sigma_scale'] > 1 and calibration['fitted_on'] == 'val'
         assert calibration['val']['size'] == card['split']['sizes']['val']
         assert calibration['test']['size'] == card['split']['sizes']['test']
         assert calibration['test']['after']['within_1sigma'] > calibration['test']['before']['within_1sigma']
         assert card['metrics']['test']['within_1sigma'] == calibration['test']['after']['within_1sigma']
-        assert card['sha256'] == members_sha256(DEFAULT_MODELS / name)
+        assert card['sha256'] == members_sha256(PACKAGED_MODELS / name)
 
 
 def test_cli_calibrate_rewrites_only_the_card(petousis_csv, tmp_path):
-    folder = shutil.copytree(DEFAULT_MODELS / 'band_gap', tmp_path / 'band_gap')
+    folder = shutil.copytree(PACKAGED_MODELS / 'band_gap', tmp_path / 'band_gap')
     shipped = read_card(folder)
     stale = {key: value for key, value in shipped.items() if key not in ('sigma_scale', 'calibration')}
     (folder / 'model_card.json').write_text(json.dumps(stale))

@@ -4,14 +4,18 @@ import itertools
 import json
 import shutil
 
+import ase
+import ase.io
 import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
 from pymatgen.core import Lattice, Structure
+from pymatgen.io.ase import AseAtomsAdaptor
 
 from aiida_dielectrics.cli import cli
 from aiida_dielectrics.ml import inference, loading
+from aiida_dielectrics.ml.files import tree_sha256
 from aiida_dielectrics.science import hull
 from aiida_dielectrics.science.datasets.petousis2017 import Row, read_rows
 
@@ -60,9 +64,38 @@ def cscl():
     return Structure(Lattice.cubic(4.14), ['Cs', 'Cl'], [[0, 0, 0], [0.5, 0.5, 0.5]])
 
 
-def test_load_from_model_dir_and_environment(models, monkeypatch):
+@pytest.fixture
+def hub(tmp_path, matgl_hub_cache, monkeypatch):
+    """matgl's cache holding the two pretrained MEGNets as downloaded from the Hub, offline, no model folder."""
+    import huggingface_hub.constants
+    import matgl.config
+
+    cache = matgl_hub_cache(tmp_path / 'matgl', EFORM, GAP)
+    monkeypatch.setattr(matgl.config, 'MATGL_CACHE', cache)
+    monkeypatch.setattr(huggingface_hub.constants, 'HF_HUB_OFFLINE', True)
     monkeypatch.delenv(loading.MODEL_DIR_ENV, raising=False)
-    assert loading.resolve(GAP) == GAP  # not found locally: left to matgl / Hugging Face
+    return cache
+
+
+def test_a_name_not_found_locally_comes_from_matgls_hub_cache(hub, models):
+    folder = loading.resolve(GAP)
+    assert folder.parent == hub / f'models--materialyze--{GAP}' / 'snapshots'
+    assert tree_sha256(folder) == tree_sha256(models / GAP)  # the files matgl downloaded, links followed
+    gap = loading.load_model_set('band_gap', GAP)
+    assert gap.source == str(folder)
+    table = inference.predict([cscl()], {'band_gap': gap}, labels=False)
+    assert table.loc[0, 'band_gap'] == pytest.approx(2.72, abs=0.01)
+
+
+def test_a_name_found_nowhere_is_a_clear_error(hub, tmp_path, monkeypatch):
+    with pytest.raises(FileNotFoundError, match=r"no model 'MEGNet-nope'.*Hub \(materialyze/MEGNet-nope\)"):
+        loading.resolve('MEGNet-nope')
+    monkeypatch.setattr(loading, 'PACKAGED_MODELS', tmp_path / 'none')
+    with pytest.raises(FileNotFoundError, match="no ensemble named 'diel_elec'"):
+        loading.resolve('diel_elec')  # ensembles trained here are never looked for on the Hub
+
+
+def test_load_from_model_dir_and_environment(models, monkeypatch):
     monkeypatch.setenv(loading.MODEL_DIR_ENV, str(models))
     assert loading.resolve(GAP) == models / GAP
     gap = loading.load_model_set('band_gap', GAP)
@@ -81,7 +114,7 @@ def rocksalt(cation, anion, a):
 
 def test_default_band_gap_is_the_shipped_ensemble_at_pbe_fidelity(models, monkeypatch):
     monkeypatch.setenv(loading.MODEL_DIR_ENV, str(models))  # holds the pretrained MEGNets, no band_gap
-    sets = loading.load_predictors(names={'diel_ionic': loading.DEFAULT_MODELS['diel_ionic']})
+    sets = loading.load_predictors(names={'diel_ionic': loading.DEFAULT_MODEL_NAMES['diel_ionic']})
     gap = sets['band_gap']
     assert gap.source == str(loading.PACKAGED_MODELS / 'band_gap')
     assert gap.transform == 'log1p' and gap.is_graph and len(gap.members) == 5
@@ -113,7 +146,7 @@ def test_batched_equals_naive(model_sets, petousis_structures):
     naive = inference.predict_naive(petousis_structures, model_sets)
     assert table['reason'].isna().all()
     for target, model_set in model_sets.items():
-        mean, std = model_set.combine(naive[target])
+        mean, std = model_set.summarize(naive[target])
         np.testing.assert_allclose(table[target], mean, rtol=1e-4, atol=1e-4)
         np.testing.assert_allclose(table[f'{target}_std'], std, rtol=1e-4, atol=1e-4)
     assert (table['diel_elec_std'] > 0).all()  # two different members
@@ -145,19 +178,24 @@ def test_hull_against_predictions_and_reference():
 
 
 def bad_structures():
+    overlapping = rocksalt('Na', 'Cl', 5.64)
+    overlapping.append('Na', overlapping[0].coords + np.array([0.04, 0, 0]), coords_are_cartesian=True)
     return {
         'unsupported': Structure(Lattice.cubic(3.0), ['Po'], [[0, 0, 0]]),
         'isolated': Structure(Lattice.cubic(12.0), ['Na', 'Cl'], [[0, 0, 0], [0.5, 0.5, 0.5]]),
+        'overlapping': overlapping,
     }
 
 
 def test_bad_structures_get_a_reason_and_nans(model_sets):
     bad = bad_structures()
-    table = inference.predict([bad['unsupported'], cscl(), bad['isolated']], model_sets, batch_size=2)
+    structures = [bad['unsupported'], cscl(), bad['isolated'], bad['overlapping']]
+    table = inference.predict(structures, model_sets, batch_size=2)
     assert table.loc[0, 'reason'] == 'unsupported element(s): Po'
     assert table.loc[2, 'reason'].startswith('isolated atom')
+    assert table.loc[3, 'reason'] == 'atoms 0.040 Å apart (minimum 0.5 Å)'
     assert pd.isna(table.loc[1, 'reason'])
-    assert table.loc[[0, 2], ['e_form', 'band_gap', 'diel_elec', 'fom']].isna().all().all()
+    assert table.loc[[0, 2, 3], ['e_form', 'band_gap', 'diel_elec', 'fom']].isna().all().all()
     assert table.loc[1, 'band_gap'] == pytest.approx(2.72, abs=0.01)
 
 
@@ -169,12 +207,28 @@ def test_predict_cli_with_bad_inputs(model_dir, tmp_path):
     for name, structure in bad_structures().items():
         structure.to(filename=str(inputs / f'{name}.cif'))
     (inputs / 'garbage.cif').write_text('this is not a crystal\n')
+    (inputs / 'notes.csv').write_text('formula,band_gap\nCsCl,7\n')  # no structure files: not read at all
+    (inputs / 'pw.out').write_text('Program PWSCF\n')
+    ase.io.write(
+        inputs / 'frames.extxyz', [AseAtomsAdaptor.get_atoms(s) for s in (cscl(), rocksalt('Mg', 'O', 4.25))]
+    )
+    ase.io.write(
+        inputs / 'water.xyz', ase.Atoms('H2O', positions=[[0, 0, 0], [0.76, 0.59, 0], [-0.76, 0.59, 0]])
+    )
     output = tmp_path / 'out.csv'
     result = CliRunner().invoke(
         cli, ['predict', str(inputs), '-o', str(output), '--model-dir', str(model_dir)]
     )
     assert result.exit_code == 0, result.output
     table = pd.read_csv(output).set_index('file')
+    assert not {str(inputs / 'notes.csv'), str(inputs / 'pw.out')} & set(table.index)
+    assert len(table) == 9 and '4 of 9 structures predicted' in result.output  # 8 files, one with 2 frames
+    frames = table.loc[[f'{inputs / "frames.extxyz"}@{i}' for i in (0, 1)]]
+    assert frames['reason'].isna().all() and frames['formula'].tolist() == ['CsCl', 'MgO']
+    assert frames['band_gap'].iloc[0] == pytest.approx(2.72, abs=0.01)
+    assert table.loc[str(inputs / 'water.xyz'), 'reason'] == 'not a crystal: no periodic cell'
+    assert table.loc[str(inputs / 'overlapping.cif'), 'reason'] == 'atoms 0.040 Å apart (minimum 0.5 Å)'
+    assert table.loc[str(inputs / 'overlapping.cif'), ['band_gap', 'diel_elec', 'fom']].isna().all()
     assert list(table.columns[:2]) == ['formula', 'protostructure']
     good = table.loc[[str(inputs / 'CsCl.cif'), str(inputs / 'POSCAR')]]
     assert good['reason'].isna().all()
@@ -256,3 +310,23 @@ def test_predict_cli_store_writes_what_it_stored(aiida_profile, model_dir, tmp_p
     table = pd.read_csv(output)
     assert table['band_gap'].iloc[0] == pytest.approx(2.72, abs=0.01)
     assert table['reason'].iloc[1].startswith('unreadable')
+
+
+def test_predict_store_takes_default_models_from_the_hub(aiida_profile, hub, models, tmp_path):
+    """No model folder: E_form comes by name from matgl's Hub cache, and its node from the folder there."""
+    from aiida.orm import QueryBuilder
+
+    from aiida_dielectrics.calculations.predictions import model_node
+    from aiida_dielectrics.data.model import ModelData
+
+    cscl().to(filename=str(tmp_path / 'CsCl.cif'))
+    output = tmp_path / 'out.csv'
+    result = CliRunner().invoke(cli, ['predict', str(tmp_path / 'CsCl.cif'), '-o', str(output), '--store'])
+    assert result.exit_code == 0, result.output
+    assert pd.read_csv(output)['e_form'].iloc[0] == pytest.approx(-1.92, abs=0.01)
+    sha256 = tree_sha256(models / EFORM)
+    query = QueryBuilder().append(
+        ModelData, filters={'attributes.sha256': sha256, 'attributes.target': 'e_form'}
+    )
+    assert query.count() == 1
+    assert model_node('e_form', EFORM).base.attributes.get('sha256') == sha256  # the same node, by name

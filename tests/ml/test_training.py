@@ -122,18 +122,9 @@ def test_tiny_training_writes_a_card_and_round_trips(tiny, tmp_path):
 
 
 @pytest.fixture
-def small_csv(petousis_csv, tmp_path):
-    """The first 12 records of the Petousis CSV (with its comment line and header)."""
-    import csv
-
-    with open(petousis_csv, newline='', encoding='utf-8') as handle:
-        comment = handle.readline()
-        rows = list(csv.reader(handle))[:13]
-    path = tmp_path / 'small.csv'
-    with open(path, 'w', newline='', encoding='utf-8') as handle:
-        handle.write(comment)
-        csv.writer(handle).writerows(rows)
-    return path
+def small_csv(petousis_head, tmp_path):
+    """The first 12 records of the Petousis CSV."""
+    return petousis_head(tmp_path / 'small.csv', 12)
 
 
 def test_training_process_links_model_to_imported_group(aiida_profile_clean, small_csv, pretrained, tmp_path):
@@ -162,29 +153,30 @@ def test_training_process_links_model_to_imported_group(aiida_profile_clean, sma
 
 
 def test_shipped_ensembles_match_their_cards(data):
-    from aiida_dielectrics.ml.ensemble import DEFAULT_MODELS, members_sha256
+    from aiida_dielectrics.ml.ensemble import members_sha256
+    from aiida_dielectrics.ml.loading import PACKAGED_MODELS
 
-    files = [path for path in DEFAULT_MODELS.rglob('*') if path.is_file()]
+    files = [path for path in PACKAGED_MODELS.rglob('*') if path.is_file()]
     assert sum(path.stat().st_size for path in files) <= 20e6
     split = splits.train_val_test(data.formulas)
     for target, transform in transforms.DEFAULT_TRANSFORM.items():
-        card = read_card(DEFAULT_MODELS / target)
+        card = read_card(PACKAGED_MODELS / target)
         assert card['target'] == target and card['transform'] == transform and card['members'] >= 5
-        assert card['sha256'] == members_sha256(DEFAULT_MODELS / target)
+        assert card['sha256'] == members_sha256(PACKAGED_MODELS / target)
         assert card['split']['sha256'] == splits.split_hash(data.material_ids, split)
         assert len(card['training']) == card['members']
 
 
 def test_shipped_band_gap_ensemble_is_fine_tuned_at_pbe_fidelity_on_the_epsilon_split():
-    from aiida_dielectrics.ml.ensemble import DEFAULT_MODELS
+    from aiida_dielectrics.ml.loading import PACKAGED_MODELS
 
-    card = read_card(DEFAULT_MODELS / 'band_gap')
+    card = read_card(PACKAGED_MODELS / 'band_gap')
     assert card['target'] == 'band_gap' and card['transform'] == 'log1p' and card['architecture'] == 'megnet'
     hyperparameters = card['hyperparameters']
     assert hyperparameters['pretrained'] == 'MEGNet-MP-2019.4.1-BandGap-mfi'
     assert hyperparameters['state_attr'] == 0  # the PBE fidelity inference calls it with
     for target in ('diel_elec', 'diel_ionic'):  # same seeded split: the same test materials
-        assert card['split'] == read_card(DEFAULT_MODELS / target)['split']
+        assert card['split'] == read_card(PACKAGED_MODELS / target)['split']
     # The pretrained MEGNet scores MAE 1.24 eV, R² -0.08 on this test split (docs/models.md).
     assert card['metrics']['test']['mae'] < 1.0 and card['metrics']['test']['r2'] > 0.3
 

@@ -156,12 +156,12 @@ def test_bad_items_name_their_position(fitted):
 def test_shipped_wren_ensembles_are_selectable_for_prediction(shared):
     """The packaged Wren ensembles match their cards and plug into batched inference by name."""
 
-    from aiida_dielectrics.ml.ensemble import DEFAULT_MODELS, members_sha256
+    from aiida_dielectrics.ml.ensemble import members_sha256
     from aiida_dielectrics.ml.inference import predict
-    from aiida_dielectrics.ml.loading import load_predictors
+    from aiida_dielectrics.ml.loading import PACKAGED_MODELS, load_predictors
 
     for target in ('diel_elec', 'diel_ionic'):
-        folder = DEFAULT_MODELS / f'wren_{target}'
+        folder = PACKAGED_MODELS / f'wren_{target}'
         card = json.loads((folder / 'model_card.json').read_text())
         assert (card['architecture'], card['target'], card['members']) == ('wren', target, 5)
         assert card['sha256'] == members_sha256(folder)
