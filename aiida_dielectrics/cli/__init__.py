@@ -4,9 +4,14 @@ Commands that need the database load the AiiDA profile themselves (``--profile``
 so that profile-free commands run anywhere. A user's mistake ends in one ``Error:`` line and exit 1.
 """
 
+import warnings
+
 import click
 
 from aiida_dielectrics import __version__
+
+# aiida-core says so on the first command of a new user; `setup` reports what it creates itself.
+warnings.filterwarnings('ignore', message='Creating AiiDA configuration folder')
 
 
 @click.group(context_settings={'help_option_names': ['-h', '--help']})

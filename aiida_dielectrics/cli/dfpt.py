@@ -67,6 +67,9 @@ def result_table(dielectric, structure=None) -> str:
         ('ε0 = ε∞ + ε_ion', f'{dielectric.diel_total:.3f}'),
         ('figure of merit Φ (eV)', f'{dielectric.fom:.1f}'),
     ]
+    if structure is not None:
+        volume = structure.get_cell_volume() / len(structure.sites)
+        rows.append(('volume per atom (Å³)', f'{volume:.3f}'))
     if 'dynamically_stable' in attributes.all:
         rows.append(('dynamically stable', str(attributes.get('dynamically_stable'))))
     if 'born_charge_neutrality_violation' in attributes.all:

@@ -80,8 +80,8 @@ def test_unsupported_element(qe):
 
 
 def test_overlapping_atoms(qe):
-    structure = fcc_binary(['Mg', 'O'], 4.212, second=(0.05, 0.0, 0.0))  # 0.3 Å apart
-    expect_refused(qe, structure, r'invalid structure: atoms 0\.298 Å apart')
+    structure = fcc_binary(['Mg', 'O'], 4.212, second=(0.05, 0.0, 0.0))  # 0.15 Å apart
+    expect_refused(qe, structure, r'invalid structure: atoms 0\.149 Å apart')
 
 
 def test_atom_too_close_to_its_own_image(qe):

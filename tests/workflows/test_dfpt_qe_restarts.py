@@ -75,7 +75,9 @@ def test_divide_class_is_retried_without_symmetry_analysis(process, aiida_localh
     assert inspect(process, node).status == 0  # handled: the next iteration runs
     assert process.ctx.inputs.parameters['INPUTPH']['search_sym'] is False
     assert process.ctx.inputs.parameters['INPUTPH']['epsil'] is True
-    assert process.ctx.inputs.parent_folder.get_remote_path() == '/tmp'  # from the scf, not from the failed run
+    assert (
+        process.ctx.inputs.parent_folder.get_remote_path() == '/tmp'
+    )  # from the scf, not from the failed run
     # the same failure again with search_sym off: nothing left to try
     second = failed_calculation(FIXTURES / 'AlN-ph-divide-class', aiida_localhost)
     assert inspect(process, second) == DielectricPhWorkChain.exit_codes.ERROR_UNRECOVERABLE_FAILURE

@@ -31,7 +31,9 @@ def dfpt(qe):
         'protocol': orm.Str('fast'),
         'potential_family': orm.Str(FAMILY),
         'codes': {'pw': pw, 'ph': ph},
-        'relax': orm.Bool(False),  # the candidates' lattices are close to PBE's; test_dfpt_qe tests the relaxation
+        'relax': orm.Bool(
+            False
+        ),  # the candidates' lattices are close to PBE's; test_dfpt_qe tests the relaxation
         'options': orm.Dict(OPTIONS),
     }
 
@@ -122,5 +124,8 @@ def test_missing_models_and_codes_are_refused(models, dfpt):
         run_get_node(ScreeningWorkChain, candidates=candidates(), models=models, dfpt=without_ph)
     with pytest.raises(ValueError, match='engine must be one of qe, vasp'):
         run_get_node(
-            ScreeningWorkChain, candidates=candidates(), models=models, dfpt={**dfpt, 'engine': orm.Str('abinit')}
+            ScreeningWorkChain,
+            candidates=candidates(),
+            models=models,
+            dfpt={**dfpt, 'engine': orm.Str('abinit')},
         )

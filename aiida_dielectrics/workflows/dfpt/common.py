@@ -118,8 +118,8 @@ class DfptWorkChain(ProtocolMixin, WorkChain):
 
     @classmethod
     def dfpt_steps(cls) -> tuple:
-        """The engine's outline steps between the (optional) relaxation and :meth:`results`."""
-        raise NotImplementedError
+        """The engine's outline steps between the (optional) relaxation and :meth:`results` (none here)."""
+        return ()
 
     @classmethod
     def get_builder_from_protocol(

@@ -232,6 +232,7 @@ class DfptQeWorkChain(DfptWorkChain):
                 )
         system = {'ecutwfc': ecutwfc, 'ecutrho': ecutrho}
         electrons = {'conv_thr': inputs['conv_thr_per_atom'] * len(structure.sites)}
+        settings = {'cmdline': ['-nk', str(inputs['pools'])]} if inputs['pools'] > 1 else {}
 
         builder = cls.get_builder()
         builder.structure = structure
@@ -250,6 +251,8 @@ class DfptQeWorkChain(DfptWorkChain):
         builder.scf.pw.code = codes['pw']
         builder.scf.pw.parameters = orm.Dict(scf['pw']['parameters'])
         builder.scf.pw.metadata.options = cls.job_options(scf['pw'], options, codes['pw'])
+        if settings:
+            builder.scf.pw.settings = orm.Dict(settings)
         builder.scf.kpoints_distance = orm.Float(scf['kpoints_distance'])
         builder.scf.max_iterations = orm.Int(scf['max_iterations'])
 
@@ -257,12 +260,13 @@ class DfptQeWorkChain(DfptWorkChain):
         builder.ph.ph.code = codes['ph']
         builder.ph.ph.parameters = orm.Dict(ph['ph']['parameters'])
         builder.ph.ph.metadata.options = cls.job_options(ph['ph'], options, codes['ph'])
-        if ph['ph'].get('settings'):
-            builder.ph.ph.settings = orm.Dict(ph['ph']['settings'])
+        if settings:
+            builder.ph.ph.settings = orm.Dict(settings)
         builder.ph.max_iterations = orm.Int(ph['max_iterations'])
 
         if relax:
-            builder.relax = cls.relax_builder(codes['pw'], structure, inputs, family.label, system, options)
+            pw = {'parameters': {'SYSTEM': system}, **({'settings': settings} if settings else {})}
+            builder.relax = cls.relax_builder(codes['pw'], structure, inputs, family.label, pw, options)
         return builder
 
     @classmethod
@@ -272,9 +276,9 @@ class DfptQeWorkChain(DfptWorkChain):
         return cls.set_default_resources(merged, code.computer.scheduler_type)
 
     @classmethod
-    def relax_builder(cls, code_pw, structure, inputs: dict, family: str, system: dict, options):
-        """aiida-quantumespresso's vc-relax at the protocol's ``relax_protocol``, cutoffs and k points."""
-        pw = recursive_merge(inputs['relax'].get('pw', {}), {'parameters': {'SYSTEM': system}})
+    def relax_builder(cls, code_pw, structure, inputs: dict, family: str, pw: dict, options):
+        """aiida-quantumespresso's vc-relax at the protocol's ``relax.protocol`` with the scf's cutoffs,
+        k points and command line (``pw``)."""
         base = {'pseudo_family': family, 'kpoints_distance': inputs['scf']['kpoints_distance'], 'pw': pw}
         relax_builder = PwRelaxWorkChain.get_builder_from_protocol(
             code_pw,
