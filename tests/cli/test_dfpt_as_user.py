@@ -26,12 +26,12 @@ def test_dfpt_without_a_profile_is_one_clear_line(tmp_path, shared):
     assert lines[0].endswith('run `aiida-dielectrics setup` first')
 
 
-@pytest.mark.timeout(1200)
+@pytest.mark.timeout(2400)
 def test_dfpt_relaxes_a_strained_cell_first(user_shell):
     strained, equilibrium = 4.40, 4.212
     path = user_shell.home / 'MgO-strained.cif'
     fcc_binary(['Mg', 'O'], strained).get_pymatgen_structure().to(filename=str(path))
-    result = user_shell.run('aiida-dielectrics', 'dfpt', path, '--protocol', 'fast', '-n', '2', timeout=1200)
+    result = user_shell.run('aiida-dielectrics', 'dfpt', path, '--protocol', 'fast', '-n', '2', timeout=2300)
     assert result.returncode == 0, result.stderr[-3000:]
     print(result.stdout)
     table = dict(re.findall(r'^(.+?)\s{2,}(\S+)$', result.stdout, flags=re.M))

@@ -154,9 +154,9 @@ def test_relax_gets_family_pseudos_and_its_structure_is_used(request):
     workchain.submit = capture
     inputs = workchain.run_relax()['workchain_relax'].inputs
     assert inputs['structure'] is workchain.inputs.structure
-    for namespace in ('base_relax', 'base_init_relax'):
-        assert inputs[namespace]['pw']['pseudos'] is workchain.ctx.pseudos
-        assert inputs[namespace]['pw']['parameters']['SYSTEM']['occupations'] == 'fixed'
+    assert inputs['base_relax']['pw']['pseudos'] is workchain.ctx.pseudos
+    assert inputs['base_relax']['pw']['parameters']['SYSTEM']['occupations'] == 'fixed'
+    assert 'base_init_relax' not in inputs  # the loose first relaxation is off (protocol relax.initial_relax)
 
     workchain.ctx.workchain_relax = child(exit_status=401)
     assert (

@@ -290,6 +290,8 @@ class DfptQeWorkChain(DfptWorkChain):
         )
         relax_builder.pop('structure', None)
         relax_builder.pop('clean_workdir', None)
+        if not inputs['relax']['initial_relax']:
+            relax_builder.pop('base_init_relax', None)
         for namespace in ('base_relax', 'base_init_relax'):
             if namespace in relax_builder:
                 relax_builder[namespace].pw.pop('pseudos', None)
