@@ -171,7 +171,10 @@ def test_screening_sigma_is_the_calibrated_ensemble_sigma(petousis_structures):
 
 def test_hull_against_predictions_and_reference():
     # A-B line: AB at -1 eV/atom is on the hull, A3B at -0.2 lies 0.3 eV/atom above A–AB.
-    values = hull.e_above_hull(['Li', 'Li3F', 'LiF'], [0.0, -0.2, -1.0])
+    compositions, e_form = ['Li', 'Li3F', 'LiF'], [0.0, -0.2, -1.0]
+    values = hull.e_above_hull(
+        compositions, e_form, hull.entries_from_formation_energies(compositions, e_form)
+    )
     np.testing.assert_allclose(values, [0.0, 0.3, 0.0], atol=1e-9)
     reference = hull.entries_from_formation_energies(['LiF'], [-0.5])
     np.testing.assert_allclose(hull.e_above_hull(['LiF', 'Li2F'], [-1.0, np.nan], reference), [-0.5, np.nan])
