@@ -76,7 +76,7 @@ def test_scf_inputs_have_fixed_occupations_and_empty_bands(process):
 
 def test_failed_scf(process):
     process.ctx.workchain_scf = child(exit_status=300)
-    assert process.inspect_scf() == DfptQeWorkChain.exit_codes.ERROR_SUB_PROCESS_FAILED_SCF
+    assert process.inspect_scf().status == DfptQeWorkChain.exit_codes.ERROR_SUB_PROCESS_FAILED_SCF.status
 
 
 @pytest.mark.parametrize(

@@ -84,6 +84,12 @@ class DfptWorkChain(ProtocolMixin, WorkChain):
             default=lambda: orm.Float(symmetry.SYMPREC),
             help='Symmetry tolerance (Å) of the refinement: smaller displacements count as noise.',
         )
+        spec.input(
+            'min_band_gap',
+            valid_type=orm.Float,
+            default=lambda: orm.Float(0.1),
+            help='Below this band gap (eV) the crystal counts as a metal and no DFPT result is made.',
+        )
         spec.inputs.validator = validate_dfpt_inputs
         spec.outline(
             cls.setup,
@@ -134,8 +140,24 @@ class DfptWorkChain(ProtocolMixin, WorkChain):
         overrides: dict | None = None,
     ):
         """A builder for ``structure`` with the protocol's inputs; ``codes`` maps each role of
-        :attr:`CODES` to a code or its label; ``options`` (e.g. resources) go to every calculation;
+        :attr:`CODES` to a code or its label; ``potential_family`` defaults to the engine's;
+        ``relax=False`` skips the relaxation; ``options`` (e.g. resources) go to every calculation;
         ``overrides`` follows the nesting of the protocol file and may only name keys it has."""
+        inputs = cls.get_protocol_inputs(protocol, overrides)
+        builder = cls.get_builder()
+        builder.structure = structure
+        builder.symmetrize = orm.Bool(inputs['symmetrize'])
+        for name in ('symprec', 'min_interatomic_distance', 'min_band_gap'):
+            builder[name] = orm.Float(inputs[name])
+        family = potential_family or cls.DEFAULT_POTENTIAL_FAMILY
+        cls.fill_builder(builder, inputs, cls.load_codes(codes), family, relax, options or {})
+        return builder
+
+    @classmethod
+    def fill_builder(
+        cls, builder, inputs: dict, codes: dict, potential_family: str, relax: bool, options: dict
+    ):
+        """Set the engine's own inputs of ``builder`` from the protocol ``inputs`` (see above)."""
         raise NotImplementedError
 
     @classmethod
@@ -192,6 +214,15 @@ class DfptWorkChain(ProtocolMixin, WorkChain):
 
     def inspect_relax(self):
         raise NotImplementedError
+
+    def failed(self, node, exit_code: str, process: str):
+        """``exit_code`` (formatted with ``process``) if the child ``node`` failed, else ``None``."""
+        if node.is_finished_ok:
+            return None
+        self.report(f'{process}<{node.pk}> failed with exit status {node.exit_status}: {node.exit_message}')
+        return self.exit_codes[exit_code].format(
+            process=f'{process}<{node.pk}>, exit status {node.exit_status}'
+        )
 
     def dielectric(self) -> DielectricData:
         """The engine's ``DielectricData`` from its finished DFPT steps (made by a calcfunction)."""

@@ -151,12 +151,6 @@ class DfptQeWorkChain(DfptWorkChain):
             default=lambda: orm.Int(4),
             help='Empty bands above the occupied ones in the scf, so that it reports the gap.',
         )
-        spec.input(
-            'min_band_gap',
-            valid_type=orm.Float,
-            default=lambda: orm.Float(0.1),
-            help='Below this scf band gap (eV) the crystal counts as a metal and ph.x is not run.',
-        )
         spec.input('clean_workdir', valid_type=orm.Bool, default=lambda: orm.Bool(False))
         spec.expose_inputs(
             PwRelaxWorkChain,
@@ -188,7 +182,7 @@ class DfptQeWorkChain(DfptWorkChain):
             namespace_options={'help': 'Inputs of ph.x, run at Γ with `epsil = .true.`.'},
         )
         spec.inputs.validator = validate_qe_inputs
-        spec.exit_code(402, 'ERROR_SUB_PROCESS_FAILED_SCF', message='The scf PwBaseWorkChain failed.')
+        spec.exit_code(402, 'ERROR_SUB_PROCESS_FAILED_SCF', message='The scf ({process}) failed.')
 
     @classmethod
     def dfpt_steps(cls):
@@ -199,28 +193,18 @@ class DfptQeWorkChain(DfptWorkChain):
         return pathlib.Path(__file__).parent / 'protocol.yaml'
 
     @classmethod
-    def get_builder_from_protocol(
-        cls,
-        structure: orm.StructureData,
-        *,
-        codes: dict,
-        protocol: str | None = None,
-        potential_family: str | None = None,
-        relax: bool = True,
-        options: dict | None = None,
-        overrides: dict | None = None,
-    ):
-        """A builder with the protocol's inputs (``fast``, ``moderate``, ``precise``); ``codes``: ``pw``, ``ph``.
+    def fill_builder(cls, builder, inputs, codes, potential_family, relax, options):
+        """pw.x and ph.x inputs (protocols ``fast``, ``moderate``, ``precise``; codes ``pw``, ``ph``).
 
         Cutoffs are the family's recommended ones at the protocol's stringency when it has them for every
-        element of ``structure``, else the protocol's ``ecutwfc``/``ecutrho``.
+        element of the structure, else the protocol's ``ecutwfc``/``ecutrho``.
         """
-        codes = cls.load_codes(codes)
-        inputs = cls.get_protocol_inputs(protocol, overrides)
-        label = potential_family or cls.DEFAULT_POTENTIAL_FAMILY
-        family = installed_family(label)
+        structure = builder.structure
+        family = installed_family(potential_family)
         if family is None:
-            raise ValueError(f'pseudo family `{label}` is not installed (see `aiida-pseudo install`)')
+            raise ValueError(
+                f'pseudo family `{potential_family}` is not installed (see `aiida-pseudo install`)'
+            )
 
         ecutwfc, ecutrho = inputs['ecutwfc'], inputs['ecutrho']
         elements = {kind.symbol for kind in structure.kinds}
@@ -234,15 +218,9 @@ class DfptQeWorkChain(DfptWorkChain):
         electrons = {'conv_thr': inputs['conv_thr_per_atom'] * len(structure.sites)}
         settings = {'cmdline': ['-nk', str(inputs['pools'])]} if inputs['pools'] > 1 else {}
 
-        builder = cls.get_builder()
-        builder.structure = structure
         builder.pseudo_family = orm.Str(family.label)
-        for name in ('num_empty_bands',):
-            builder[name] = orm.Int(inputs[name])
-        for name in ('min_band_gap', 'min_interatomic_distance', 'symprec'):
-            builder[name] = orm.Float(inputs[name])
-        for name in ('clean_workdir', 'symmetrize'):
-            builder[name] = orm.Bool(inputs[name])
+        builder.num_empty_bands = orm.Int(inputs['num_empty_bands'])
+        builder.clean_workdir = orm.Bool(inputs['clean_workdir'])
 
         scf = inputs['scf']
         scf['pw']['parameters'] = recursive_merge(
@@ -267,7 +245,6 @@ class DfptQeWorkChain(DfptWorkChain):
         if relax:
             pw = {'parameters': {'SYSTEM': system}, **({'settings': settings} if settings else {})}
             builder.relax = cls.relax_builder(codes['pw'], structure, inputs, family.label, pw, options)
-        return builder
 
     @classmethod
     def job_options(cls, calculation: dict, options: dict | None, code) -> dict:
@@ -320,11 +297,8 @@ class DfptQeWorkChain(DfptWorkChain):
 
     def inspect_relax(self):
         node = self.ctx.workchain_relax
-        if not node.is_finished_ok:
-            self.report(f'PwRelaxWorkChain<{node.pk}> failed with exit status {node.exit_status}')
-            return self.exit_codes.ERROR_SUB_PROCESS_FAILED_RELAX.format(
-                process=f'PwRelaxWorkChain<{node.pk}>'
-            )
+        if failure := self.failed(node, 'ERROR_SUB_PROCESS_FAILED_RELAX', 'PwRelaxWorkChain'):
+            return failure
         before, self.ctx.structure = self.ctx.structure, node.outputs.output_structure
         change = self.ctx.structure.get_cell_volume() / before.get_cell_volume() - 1
         self.report(f'vc-relax changed the volume by {100 * change:+.2f} %')
@@ -346,9 +320,8 @@ class DfptQeWorkChain(DfptWorkChain):
     def inspect_scf(self):
         """A failed scf or a metal (no gap, or smeared occupations) ends the chain before ph.x."""
         node = self.ctx.workchain_scf
-        if not node.is_finished_ok:
-            self.report(f'PwBaseWorkChain<{node.pk}> failed with exit status {node.exit_status}')
-            return self.exit_codes.ERROR_SUB_PROCESS_FAILED_SCF
+        if failure := self.failed(node, 'ERROR_SUB_PROCESS_FAILED_SCF', 'PwBaseWorkChain'):
+            return failure
         occupations = node.inputs.pw.parameters.get_dict()['SYSTEM']['occupations']
         if occupations != 'fixed':
             return self.exit_codes.ERROR_METAL.format(reason=f'scf ran with occupations `{occupations}`')
@@ -374,11 +347,8 @@ class DfptQeWorkChain(DfptWorkChain):
 
     def inspect_ph(self):
         node = self.ctx.workchain_ph
-        if not node.is_finished_ok:
-            self.report(f'DielectricPhWorkChain<{node.pk}> failed with exit status {node.exit_status}')
-            return self.exit_codes.ERROR_SUB_PROCESS_FAILED_DFPT.format(
-                process=f'ph.x, DielectricPhWorkChain<{node.pk}>'
-            )
+        if failure := self.failed(node, 'ERROR_SUB_PROCESS_FAILED_DFPT', 'DielectricPhWorkChain'):
+            return failure
         if 'retrieved' not in node.outputs or read_gamma_dyn(node.outputs.retrieved) is None:
             return self.exit_codes.ERROR_MISSING_DIELECTRIC_OUTPUT.format(
                 reason='ph.x wrote no Γ dynamical matrix with dielectric tensor and Born charges'

@@ -111,13 +111,6 @@ class DfptVaspWorkChain(DfptWorkChain):
             help='k-points per reciprocal atom; the Γ-centred mesh is made for the structure each step runs '
             'on (the relaxed one for the DFPT). Without it the namespaces need `kpoints` or `kpoints_spacing`.',
         )
-        spec.input(
-            'min_band_gap',
-            valid_type=orm.Float,
-            default=lambda: orm.Float(0.1),
-            help='Below this band gap (eV) the crystal counts as a metal: no DFPT after the relaxation, '
-            'and no result from a DFPT run.',
-        )
         spec.expose_inputs(
             VaspRelaxWorkChain,
             namespace='relax',
@@ -147,31 +140,20 @@ class DfptVaspWorkChain(DfptWorkChain):
         return pathlib.Path(__file__).parent / 'protocol.yaml'
 
     @classmethod
-    def get_builder_from_protocol(
-        cls,
-        structure: orm.StructureData,
-        *,
-        codes: dict,
-        protocol: str | None = None,
-        potential_family: str | None = None,
-        relax: bool = True,
-        options: dict | None = None,
-        overrides: dict | None = None,
-    ):
-        """A builder with the protocol's inputs (``fast``, ``moderate``, ``precise``, ``paper``); ``codes``: ``vasp``.
+    def fill_builder(cls, builder, inputs, codes, potential_family, relax, options):
+        """vasp.vasp inputs (protocols ``fast``, ``moderate``, ``precise``, ``paper``; code ``vasp``).
 
         ``potential_family`` is an uploaded aiida-vasp POTCAR family (``aiida-vasp potcar uploadfamily``).
         """
-        code = cls.load_codes(codes)['vasp']
-        inputs = cls.get_protocol_inputs(protocol, overrides)
+        code, structure = codes['vasp'], builder.structure
         choice = {**MPRelaxSet.CONFIG['POTCAR'], **inputs['potential_mapping']}
         mapping = {kind.name: choice.get(kind.symbol, kind.symbol) for kind in structure.kinds}
-        calc_options = recursive_merge(inputs['options'], options or {})
+        calc_options = recursive_merge(inputs['options'], options)
 
         def vasp_inputs(step: dict) -> dict:
             return {
                 'code': code,
-                'potential_family': orm.Str(potential_family or cls.DEFAULT_POTENTIAL_FAMILY),
+                'potential_family': orm.Str(potential_family),
                 'potential_mapping': orm.Dict(mapping),
                 'parameters': orm.Dict({'incar': recursive_merge(inputs['incar'], step.get('incar', {}))}),
                 'max_iterations': orm.Int(inputs['max_iterations']),
@@ -179,19 +161,13 @@ class DfptVaspWorkChain(DfptWorkChain):
                 'calc': {'metadata': {'options': calc_options}},
             }
 
-        builder = cls.get_builder()
-        builder.structure = structure
         builder.kpoints_density = orm.Float(inputs['kpoints_density'])
-        for name in ('min_band_gap', 'min_interatomic_distance', 'symprec'):
-            builder[name] = orm.Float(inputs[name])
-        builder.symmetrize = orm.Bool(inputs['symmetrize'])
         builder.dfpt = vasp_inputs(inputs['dfpt'])
         if relax:
             builder.relax = {
                 'vasp': vasp_inputs(inputs['relax']),
                 'relax_settings': orm.Dict(inputs['relax']['relax_settings']),
             }
-        return builder
 
     def _kpoints_for(self, inputs: AttributeDict) -> None:
         """Set the mesh of ``kpoints_density`` for the current structure, unless the namespace has one."""
@@ -211,11 +187,8 @@ class DfptVaspWorkChain(DfptWorkChain):
     def inspect_relax(self):
         """A failed relaxation, or a metal after it, ends the chain before the DFPT run."""
         node = self.ctx.workchain_relax
-        if not node.is_finished_ok:
-            self.report(f'VaspRelaxWorkChain<{node.pk}> failed with exit status {node.exit_status}')
-            return self.exit_codes.ERROR_SUB_PROCESS_FAILED_RELAX.format(
-                process=f'VaspRelaxWorkChain<{node.pk}>'
-            )
+        if failure := self.failed(node, 'ERROR_SUB_PROCESS_FAILED_RELAX', 'VaspRelaxWorkChain'):
+            return failure
         self.ctx.structure = node.outputs.relax.structure
         gap = band_gap_of(node.outputs.misc) if 'misc' in node.outputs else None
         if gap is not None and gap < self.inputs.min_band_gap.value:
@@ -242,13 +215,8 @@ class DfptVaspWorkChain(DfptWorkChain):
     def inspect_dfpt(self):
         """The DFPT run must have finished, written ε∞ and ε_ion, and found a gap."""
         node = self.ctx.workchain_dfpt
-        if not node.is_finished_ok:
-            self.report(
-                f'VaspWorkChain<{node.pk}> failed with exit status {node.exit_status}: {node.exit_message}'
-            )
-            return self.exit_codes.ERROR_SUB_PROCESS_FAILED_DFPT.format(
-                process=f'vasp.vasp, VaspWorkChain<{node.pk}>, exit status {node.exit_status}'
-            )
+        if failure := self.failed(node, 'ERROR_SUB_PROCESS_FAILED_DFPT', 'VaspWorkChain'):
+            return failure
         if 'dielectrics' not in node.outputs:
             return self.exit_codes.ERROR_MISSING_DIELECTRIC_OUTPUT.format(
                 reason='no dielectric tensor in vasprun.xml (was LEPSILON honoured?)'
