@@ -47,7 +47,6 @@ autosummary_generate = True
 smartquotes = False  # keep `--option` and quotes in CLI help and code as typed
 autodoc_member_order = 'bysource'
 autodoc_typehints = 'description'
-suppress_warnings = ['myst.xref_missing']
 
 # In click's plain-text help, ``member_*/`` is neither RST emphasis nor a reference; sphinx-click's own
 # markup (``**Required**``, directives) is left as it is.
