@@ -5,7 +5,7 @@ import pytest
 from aiida.common.links import LinkType
 from aiida.engine import ExitCode, WorkChain, calcfunction, run_get_node
 from aiida.manage.caching import enable_caching
-from aiida.orm import CalcFunctionNode, Dict, Float, Int, QueryBuilder, Str, load_node
+from aiida.orm import CalcFunctionNode, Dict, Float, Int, QueryBuilder, SinglefileData, Str, load_node
 
 from aiida_dielectrics.tools.provenance import run_in_bulk
 
@@ -30,6 +30,14 @@ def total(**values) -> Float:
     return Float(sum(node.value for node in values.values()))
 
 
+@calcfunction
+def write_note(text: Str) -> SinglefileData:
+    """An output with a file in the repository."""
+    import io
+
+    return SinglefileData(io.BytesIO(text.value.encode()), filename='note.txt')
+
+
 def graph(process: CalcFunctionNode) -> dict:
     """What an engine run and a bulk run must agree on, without pks, uuids and times."""
     attributes = process.base.attributes.all
@@ -38,7 +46,14 @@ def graph(process: CalcFunctionNode) -> dict:
         for link in process.base.links.get_incoming(link_type=LinkType.INPUT_CALC).all()
     }
     outgoing = {
-        (link.link_type.value, link.link_label, link.node.node_type, repr(link.node.base.attributes.all))
+        (
+            link.link_type.value,
+            link.link_label,
+            link.node.node_type,
+            repr(link.node.base.attributes.all),
+            repr(link.node.base.extras.all),
+            tuple(link.node.base.repository.list_object_names()),
+        )
         for link in process.base.links.get_outgoing().all()
     }
     output_hashes = sorted(
@@ -213,3 +228,14 @@ def test_cache_source_is_a_valid_one(aiida_profile):
         _, again = run_in_bulk(scale, factor=factor, numbers=numbers)
     assert not again.base.caching.is_created_from_cache
     assert load_node(again.pk).base.caching.get_hash() == first.base.caching.get_hash()
+
+
+def test_cached_output_files(aiida_profile):
+    text = Str('ε∞ = 4.2').store()
+    note, first = run_in_bulk(write_note, text=text)
+    with enable_caching(identifier=first.process_type):
+        clone, bulk = run_in_bulk(write_note, text=text)
+        _, engine = write_note.run_get_node(text=text)
+    assert bulk.base.caching.get_cache_source() == first.uuid
+    assert graph(bulk) == graph(engine)
+    assert clone.pk != note.pk and clone.get_content() == note.get_content() == 'ε∞ = 4.2'
