@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from aiida.engine import ExitCode, calcfunction
+from aiida.engine import calcfunction
 from aiida.orm import Dict, Group, QueryBuilder, StructureData
 
 from aiida_dielectrics.data.dielectric import DielectricData
@@ -37,8 +37,14 @@ def check_parameters(parameters: dict) -> str | None:
     return None
 
 
+def validate_parameters(parameters: Dict, _) -> str | None:
+    """Port validator of ``generate_candidates.parameters``: bad parameters are refused at submission."""
+    problem = check_parameters({**DEFAULT_PARAMETERS, **parameters.get_dict()})
+    return f'invalid parameters: {problem}' if problem else None
+
+
 @calcfunction
-def generate_candidates(parameters: Dict, **seeds: StructureData) -> dict | ExitCode:
+def generate_candidates(parameters: Dict, **seeds: StructureData) -> dict:
     """Substitution candidates of the ``seeds`` (see :func:`aiida_dielectrics.science.candidates.generate_substitutions`).
 
     Outputs ``structures.candidate_<n>`` (most probable first, at most ``max_candidates`` so that the
@@ -46,9 +52,6 @@ def generate_candidates(parameters: Dict, **seeds: StructureData) -> dict | Exit
     seed and substitutions, and the rejection counts.
     """
     settings = {**DEFAULT_PARAMETERS, **parameters.get_dict()}
-    problem = check_parameters(settings)
-    if problem:
-        return ExitCode(300, f'invalid parameters: {problem}')
     found, rejected = candidates.generate_substitutions(
         {label: node.get_pymatgen_structure() for label, node in seeds.items()},
         threshold=settings['threshold'],
@@ -67,6 +70,9 @@ def generate_candidates(parameters: Dict, **seeds: StructureData) -> dict | Exit
             'substitutions': [list(pair) for pair in candidate.substitutions],
         }
     return {'structures': structures, 'report': Dict({'candidates': report, 'rejected': rejected})}
+
+
+generate_candidates.spec().inputs['parameters'].validator = validate_parameters
 
 
 def link_label(text: str) -> str:

@@ -1,18 +1,11 @@
-"""Candidate generation: substitution enumeration against brute force, filters, provenance."""
+"""Candidate generation: substitution enumeration against brute force, filters, labels, files."""
 
 import itertools
 
 import numpy as np
 import pytest
-from aiida.orm import Dict, Group, StructureData
 from pymatgen.core import Lattice, Species, Structure
 
-from aiida_dielectrics.calculations.candidates import (
-    generate_candidates,
-    structures_from_files,
-    structures_from_group,
-    user_candidates,
-)
 from aiida_dielectrics.science import candidates
 from aiida_dielectrics.science.datasets.petousis2017 import Row, read_rows
 
@@ -120,41 +113,3 @@ def test_user_structures_are_filtered_and_deduplicated(tmp_path):
     assert candidates.read_structure_files([path])[str(path)].composition.reduced_formula == 'SrTiO3'
     with pytest.raises(ValueError, match=r'broken\.cif'):
         candidates.read_structure_files([tmp_path / 'broken.cif'])
-
-
-def test_calcfunction_records_seeds_and_parameters(aiida_profile_clean):
-    mgo = StructureData(pymatgen=rocksalt())
-    results, node = generate_candidates.run_get_node(
-        parameters=Dict({'max_candidates': 3, 'exclude_formulas': ['CdO']}), mgo=mgo
-    )
-    assert node.is_finished_ok
-    assert sorted(results['structures']) == ['candidate_0000', 'candidate_0001', 'candidate_0002']
-    report = results['report'].get_dict()
-    assert [entry['formula'] for entry in report['candidates'].values()] == ['MnO', 'ZnO', 'FeO']
-    assert report['rejected'] == {'in_reference': 1}
-    first = results['structures']['candidate_0000']
-    assert first.creator.uuid == node.uuid
-    assert node.inputs.mgo.uuid == mgo.uuid
-    assert report['candidates']['candidate_0000']['substitutions'] == [['Mg2+', 'Mn2+']]
-
-    _, failed = generate_candidates.run_get_node(parameters=Dict({'threshold': 2}), mgo=mgo)
-    assert failed.exit_status == 300
-    assert 'threshold' in failed.exit_message
-
-
-def test_group_and_files_as_candidates(aiida_profile_clean, tmp_path):
-    group = Group('user-structures').store()
-    nodes = [
-        StructureData(pymatgen=structure).store() for structure in (rocksalt(), rocksalt(4.3), perovskite())
-    ]
-    group.add_nodes(nodes)
-    structures = structures_from_group('user-structures')
-    kept, rejected = user_candidates(structures)
-    assert sorted(kept) == sorted(f's{node.pk}' for node in (nodes[0], nodes[2]))
-    assert rejected == {'duplicate': 1}
-    with pytest.raises(ValueError, match='no group'):
-        structures_from_group('missing')
-
-    path = tmp_path / '1-MgO.cif'
-    rocksalt().to(filename=str(path))
-    assert list(structures_from_files([str(path)])) == ['s_1_MgO_cif']
