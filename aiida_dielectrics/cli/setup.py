@@ -26,15 +26,21 @@ def setup(ctx, pseudo_dir, pseudo_hints, pseudo_family):
     """Make everything ready, creating only what is missing.
 
     \b
-    1. an AiiDA profile: the default one, or a new `verdi presto` profile (SQLite + ZeroMQ broker);
-    2. a pseudopotential family (aiida-pseudo) from --pseudo-dir, or PseudoDojo downloaded;
-    3. `pw@localhost` and `ph@localhost` codes for the pw.x and ph.x on PATH.
+    1. an AiiDA profile: the default one (any storage and broker), or a new `verdi presto` profile
+       (SQLite + ZeroMQ broker);
+    2. a `localhost` computer (core.local, core.direct), as `verdi presto` makes it;
+    3. a pseudopotential family (aiida-pseudo) from --pseudo-dir, or PseudoDojo downloaded;
+    4. `pw@localhost` and `ph@localhost` codes for the pw.x and ph.x on PATH.
     """
     from aiida_dielectrics.tools import environment
 
     try:
         profile, created = environment.ensure_profile(ctx.find_root().obj.get('profile'))
         click.echo(f'Profile `{profile.name}`: {"created with verdi presto" if created else "exists"}.')
+        computer, created = environment.ensure_localhost()
+        click.echo(
+            f'Computer `{computer.label}`: {"created" if created else "exists"} (work dir {computer.get_workdir()}).'
+        )
         if pseudo_dir is None:
             if pseudo_hints is not None:
                 raise click.UsageError('--pseudo-hints needs --pseudo-dir')

@@ -1,6 +1,8 @@
-"""Idempotent set-up of the embedded default: a ``verdi presto`` profile, a pseudo family, QE codes.
+"""Idempotent set-up: a profile (the default one, or a new ``verdi presto`` profile), a ``localhost``
+computer, a pseudo family, QE codes.
 
-Every function here can run again and again: it finds what exists and creates only what is missing.
+Every function here can run again and again: it finds what exists and creates only what is missing, so
+the same set-up works on a ``verdi presto`` profile and on any other (PostgreSQL + RabbitMQ, …).
 """
 
 from __future__ import annotations
@@ -124,6 +126,39 @@ def install_pseudodojo_online():
         )
 
 
+def ensure_localhost(label: str = 'localhost'):
+    """The computer ``label``, configured for the current user; ``(computer, created)``.
+
+    Where it is missing it is created as ``verdi presto`` creates its ``localhost``: ``core.local``
+    transport, ``core.direct`` scheduler, one MPI process per machine, a work directory
+    ``scratch/<profile>`` in the AiiDA configuration folder. An existing computer not yet configured
+    for the current user (as on a profile imported from elsewhere) is configured with the same settings.
+    """
+    from aiida.common.exceptions import NotExistent
+    from aiida.manage import get_manager
+    from aiida.manage.configuration import get_config
+    from aiida.orm import Computer
+
+    try:
+        computer, created = Computer.collection.get(label=label), False
+    except NotExistent:
+        profile = get_manager().get_profile()
+        computer = Computer(
+            label=label,
+            hostname='localhost',
+            description='This machine, created by `aiida-dielectrics setup`',
+            transport_type='core.local',
+            scheduler_type='core.direct',
+            workdir=str(pathlib.Path(get_config().dirpath) / 'scratch' / profile.name),
+        ).store()
+        computer.set_minimum_job_poll_interval(1)
+        computer.set_default_mpiprocs_per_machine(1)
+        created = True
+    if not computer.is_configured:
+        computer.configure(safe_interval=0)
+    return computer, created
+
+
 def register_qe_codes(computer_label: str = 'localhost') -> dict[str, tuple[object, bool]]:
     """Register ``pw.x`` and ``ph.x`` found on PATH as codes on ``computer_label``; ``{label: (code, created)}``."""
     from aiida.common.exceptions import NotExistent
@@ -132,7 +167,9 @@ def register_qe_codes(computer_label: str = 'localhost') -> dict[str, tuple[obje
     try:
         computer = Computer.collection.get(label=computer_label)
     except NotExistent as exception:
-        raise SetupError(f'no computer {computer_label!r}: `verdi presto` sets one up') from exception
+        raise SetupError(
+            f'no computer {computer_label!r}: `aiida-dielectrics setup` creates `localhost`'
+        ) from exception
     prepend_text = ROOT_PREPEND_TEXT if os.geteuid() == 0 else 'export OMP_NUM_THREADS=1'
     codes = {}
     for executable, (label, plugin) in QE_CODES.items():

@@ -76,3 +76,45 @@ def test_hints_need_a_pseudo_dir(aiida_profile, hints):
     result = CliRunner().invoke(cli, ['setup', '--pseudo-hints', str(hints)])
     assert result.exit_code == 2
     assert '--pseudo-hints needs --pseudo-dir' in result.output
+
+
+def test_setup_creates_localhost_on_a_profile_without_one(aiida_profile_tmp, pseudo_dir, hints):
+    """Any profile, not only `verdi presto`'s: a computer-less profile gets `localhost` and the codes."""
+    from aiida.manage.configuration import get_config
+    from aiida.orm import Computer
+
+    assert not Computer.collection.all()
+    arguments = [
+        *('--profile', aiida_profile_tmp.name, 'setup'),
+        '--pseudo-dir',
+        str(pseudo_dir),
+        '--pseudo-hints',
+        str(hints),
+        '--pseudo-family',
+        FAMILY,
+    ]
+    first = CliRunner().invoke(cli, arguments, catch_exceptions=False)
+    assert first.exit_code == 0, first.output
+    assert f'Profile `{aiida_profile_tmp.name}`: exists.' in first.output
+    computer = Computer.collection.get(label='localhost')
+    workdir = get_config().dirpath + f'/scratch/{aiida_profile_tmp.name}'
+    assert f'Computer `localhost`: created (work dir {workdir}).' in first.output
+    assert (computer.transport_type, computer.scheduler_type) == ('core.local', 'core.direct')
+    assert computer.is_configured and computer.get_default_mpiprocs_per_machine() == 1
+    assert computer.get_minimum_job_poll_interval() == 1
+    if shutil.which('pw.x'):
+        assert 'Code `pw@localhost`: registered.' in first.output
+        assert load_code('pw@localhost').computer.pk == computer.pk
+    second = CliRunner().invoke(cli, arguments, catch_exceptions=False)
+    assert 'Computer `localhost`: exists' in second.output and 'registered' not in second.output
+
+
+def test_existing_computer_is_configured(aiida_profile_tmp):
+    """A computer that exists but has no authinfo for this user (e.g. from an archive) is configured."""
+    from aiida.orm import Computer
+
+    Computer(
+        label='localhost', hostname='localhost', transport_type='core.local', scheduler_type='core.direct'
+    ).store()
+    computer, created = environment.ensure_localhost()
+    assert not created and computer.is_configured
