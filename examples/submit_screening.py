@@ -3,7 +3,8 @@
 Seeds → element substitution (pymatgen's ICSD probabilities) → GNN predictions (MEGNet E_form and
 band gap, the packaged ε ensembles) → the best candidates by Φ_adj → DFPT with Quantum ESPRESSO.
 Everything lands in the group `campaign` (override with --group); with --wait the script follows the
-campaign until it ends and prints the summary.
+campaign until it ends and prints the summary. With --candidates-group LABEL the campaign screens a stored
+group of structures instead of generating substitution candidates.
 
 Models: E_form and band gap load from $AIIDA_DIELECTRICS_MODEL_DIR when it holds them (offline),
 otherwise from Hugging Face. Codes and pseudos come from `aiida-dielectrics setup`.
@@ -48,27 +49,32 @@ parser.add_argument('--pseudo-family', default='PseudoDojo/0.4/PBE/SR/standard/u
 parser.add_argument('--protocol', default='fast', choices=('fast', 'moderate', 'precise'))
 parser.add_argument('--mpi', type=int, default=2, help='MPI ranks per DFPT job.')
 parser.add_argument('--wait', action='store_true', help='Follow the campaign until it ends.')
+parser.add_argument('--candidates-group', help='Screen this group of StructureData instead of substitutions.')
 arguments = parser.parse_args()
 
-# Seed: rocksalt MgS. Substitution explores nearby chalcogenides and halides of the same prototype.
-seed = Structure.from_spacegroup('Fm-3m', Lattice.cubic(5.20), ['Mg', 'S'], [[0, 0, 0], [0.5, 0.5, 0.5]])
-generated, _ = run_in_bulk(
-    generate_candidates,
-    parameters=orm.Dict({'threshold': 1e-3, 'max_candidates': arguments.max_candidates}),
-    MgS=orm.StructureData(pymatgen=seed.get_primitive_structure()),
-)
-report = generated['report'].get_dict()['candidates']
-# The QE protocols run spin-unpolarised with fixed occupations: leave out open-shell (magnetic) cations.
-candidates = {
-    key: structure
-    for key, structure in generated['structures'].items()
-    if not set(structure.get_symbols_set()) & OPEN_SHELL
-}
-print(f'{len(candidates)} candidates: {", ".join(report[key]["formula"] for key in candidates)}')
+if arguments.candidates_group is None:
+    # Seed: rocksalt MgS. Substitution explores nearby chalcogenides and halides of the same prototype.
+    seed = Structure.from_spacegroup('Fm-3m', Lattice.cubic(5.20), ['Mg', 'S'], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    generated, _ = run_in_bulk(
+        generate_candidates,
+        parameters=orm.Dict({'threshold': 1e-3, 'max_candidates': arguments.max_candidates}),
+        MgS=orm.StructureData(pymatgen=seed.get_primitive_structure()),
+    )
+    report = generated['report'].get_dict()['candidates']
+    # The QE protocols run spin-unpolarised with fixed occupations: leave out open-shell (magnetic) cations.
+    candidates = {
+        key: structure
+        for key, structure in generated['structures'].items()
+        if not set(structure.get_symbols_set()) & OPEN_SHELL
+    }
+    print(f'{len(candidates)} candidates: {", ".join(report[key]["formula"] for key in candidates)}')
 
 models = {target: model_node(target, resolve(name)) for target, name in DEFAULT_MODEL_NAMES.items()}
 builder = ScreeningWorkChain.get_builder()
-builder.candidates = candidates
+if arguments.candidates_group is None:
+    builder.candidates = candidates
+else:
+    builder.candidates_group = orm.Str(arguments.candidates_group)
 builder.models = models
 builder.num_verify = orm.Int(arguments.verify)
 builder.max_concurrent = orm.Int(1)  # one DFPT job at a time uses both cores of a laptop

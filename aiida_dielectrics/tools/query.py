@@ -12,7 +12,7 @@ energies (such as Petousis 2017) never pass an ``e_above_hull`` filter.
 
 from __future__ import annotations
 
-from aiida.orm import Group, QueryBuilder
+from aiida.orm import CalcFunctionNode, Group, QueryBuilder, WorkflowNode
 
 from aiida_dielectrics.data.dielectric import DielectricData
 from aiida_dielectrics.data.prediction import PredictionData
@@ -116,3 +116,31 @@ def query_dielectrics(
     if limit is not None:
         builder.limit(limit)
     return [dict(zip(('pk', 'uuid', *columns), row, strict=True)) for row in builder.iterall()]
+
+
+def batch_predictions(process_pks) -> dict[str, PredictionData]:
+    """The predictions made by the ``predict_structures`` processes ``process_pks``, by candidate key."""
+    query = QueryBuilder()
+    query.append(CalcFunctionNode, filters={'id': {'in': list(process_pks)}}, tag='batch')
+    query.append(PredictionData, with_incoming='batch', edge_project='label', project='*')
+    return {label.removeprefix('predictions__'): node for node, label in query.all()}
+
+
+def campaign_predictions(workchain) -> dict[str, PredictionData]:
+    """A screening campaign's predictions by candidate key, found from its work chain node (or pk).
+
+    They are outputs of the prediction processes the work chain called, not of the work chain itself::
+
+        QueryBuilder().append(WorkflowNode, filters={'id': pk}, tag='campaign').append(
+            CalcFunctionNode, with_incoming='campaign', filters={'attributes.process_label': 'predict_structures'},
+            tag='batch').append(PredictionData, with_incoming='batch', edge_project='label')
+    """
+    pk = workchain if isinstance(workchain, int) else workchain.pk
+    query = QueryBuilder().append(WorkflowNode, filters={'id': pk}, tag='campaign')
+    query.append(
+        CalcFunctionNode,
+        with_incoming='campaign',
+        filters={'attributes.process_label': 'predict_structures'},
+        project='id',
+    )
+    return batch_predictions(query.all(flat=True))

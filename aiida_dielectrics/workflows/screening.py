@@ -1,7 +1,9 @@
 """``dielectrics.screening``: candidates → ML predictions → selection → DFPT → summary.
 
-One campaign in one provenance graph: the predictions come from one calcfunction per batch
-(:func:`aiida_dielectrics.calculations.predictions.predict_structures`), the selection from :func:`select_candidates`
+One campaign in one provenance graph: the candidates are a namespace (small campaigns) or a group of
+structures (``candidates_group``, large ones); the predictions come from one calcfunction per batch
+(:func:`aiida_dielectrics.calculations.predictions.predict_structures`), stay its outputs (found from the
+work chain by :func:`aiida_dielectrics.tools.query.campaign_predictions`) and join the campaign group, the selection from :func:`select_candidates`
 (both with their links written in bulk, :func:`aiida_dielectrics.tools.provenance.run_in_bulk`),
 every DFPT verification is a child work chain of the chosen engine (:mod:`aiida_dielectrics.workflows.dfpt`)
 on the candidate's own structure node, relaxed at the DFT level first, and :func:`summarize_campaign` compares prediction with DFPT.
@@ -21,6 +23,7 @@ from aiida_dielectrics.data.model import ModelData
 from aiida_dielectrics.data.prediction import PredictionData
 from aiida_dielectrics.science import selection
 from aiida_dielectrics.tools.provenance import run_in_bulk
+from aiida_dielectrics.tools.query import batch_predictions
 from aiida_dielectrics.workflows.dfpt import engines, load_engine
 
 #: The original study counted a DFPT Φ above 240 eV as a hit (155/2532 ≈ 6 %).
@@ -113,7 +116,18 @@ class ScreeningWorkChain(WorkChain):
     def define(cls, spec):
         super().define(spec)
         spec.input_namespace(
-            'candidates', valid_type=orm.StructureData, dynamic=True, help='Candidates by key.'
+            'candidates',
+            valid_type=orm.StructureData,
+            dynamic=True,
+            required=False,
+            help='Candidates by key: for small campaigns (each is a link of the work chain).',
+        )
+        spec.input(
+            'candidates_group',
+            valid_type=orm.Str,
+            required=False,
+            help='Label of a group of StructureData: the candidates of a large campaign, read in the work '
+            'chain (keys `n<pk>`), so that they cost no link each. Give this or `candidates`.',
         )
         spec.input_namespace('models', valid_type=ModelData, dynamic=True, help='Models by target.')
         spec.input(
@@ -187,7 +201,7 @@ class ScreeningWorkChain(WorkChain):
         )
         spec.input('dfpt.overrides', valid_type=orm.Dict, required=False, help='Protocol overrides.')
         spec.inputs['dfpt'].validator = validate_dfpt
-        spec.inputs['candidates'].validator = lambda value, _: None if value else 'no candidate structures'
+        spec.inputs.validator = validate_candidates
         spec.inputs['models'].validator = validate_models
         spec.outline(
             cls.predict,
@@ -195,7 +209,6 @@ class ScreeningWorkChain(WorkChain):
             while_(cls.has_unverified)(cls.run_dfpt, cls.inspect_dfpt),
             cls.summarize,
         )
-        spec.output_namespace('predictions', valid_type=PredictionData, dynamic=True)
         spec.output('selection', valid_type=orm.Dict)
         spec.output_namespace('dielectrics', valid_type=DielectricData, dynamic=True)
         spec.output('summary', valid_type=orm.Dict)
@@ -203,28 +216,49 @@ class ScreeningWorkChain(WorkChain):
         spec.exit_code(320, 'ERROR_NOTHING_SELECTED', message='No candidate passed the filters {filters}.')
         spec.exit_code(400, 'ERROR_ALL_DFPT_FAILED', message='Every DFPT verification failed.')
 
+    def candidate_structures(self) -> dict[str, orm.StructureData]:
+        """The candidates by key, from the input namespace or the group (keys ``n<pk>``)."""
+        if 'candidates_group' not in self.inputs:
+            return dict(self.inputs.candidates)
+        group = orm.load_group(self.inputs.candidates_group.value)
+        query = orm.QueryBuilder().append(orm.Group, filters={'id': group.pk}, tag='group')
+        query.append(orm.StructureData, with_group='group')
+        return {f'n{node.pk}': node for node in query.all(flat=True)}
+
     def predict(self):
-        keys = sorted(self.inputs.candidates)
+        """Predict in batches; each batch is one process whose outputs are the predictions (not linked
+        again to this work chain: :func:`aiida_dielectrics.tools.query.campaign_predictions` finds them)."""
+        structures = self.candidate_structures()
+        keys = sorted(structures)
         size = self.inputs.batch_size.value
-        predictions, skipped = {}, {}
+        group = self.campaign_group()
+        self.ctx.prediction_batches, skipped, predicted = [], {}, 0
         for start in range(0, len(keys), size):
-            batch = {key: self.inputs.candidates[key] for key in keys[start : start + size]}
-            results, _ = run_in_bulk(
+            results, process = run_in_bulk(
                 predict_structures,
-                structures=batch,
+                structures={key: structures[key] for key in keys[start : start + size]},
                 models=dict(self.inputs.models),
                 parameters=orm.Dict({'batch_size': size}),
             )
-            predictions.update(results.get('predictions', {}))
+            self.ctx.prediction_batches.append(process.pk)
+            predictions = results.get('predictions', {})
+            predicted += len(predictions)
+            if group is not None:
+                group.add_nodes(list(predictions.values()))
             skipped.update(results['report']['skipped'])
         for key, reason in skipped.items():
             self.report(f'candidate {key} not predicted: {reason}')
-        if not predictions:
+        self.report(
+            f'{predicted} of {len(keys)} candidates predicted in {len(self.ctx.prediction_batches)} batches'
+        )
+        if not predicted:
             reasons = '; '.join(sorted(set(skipped.values())))[:300]
             return self.exit_codes.ERROR_NOTHING_PREDICTED.format(reasons=reasons)
-        for key, node in predictions.items():
-            self.out(f'predictions.{key}', node)
-        self.ctx.predictions = predictions
+
+    def campaign_group(self) -> orm.Group | None:
+        if 'campaign_group' not in self.inputs:
+            return None
+        return orm.Group.collection.get_or_create(label=self.inputs.campaign_group.value)[0]
 
     def select(self):
         parameters = {
@@ -232,10 +266,12 @@ class ScreeningWorkChain(WorkChain):
             'count': self.inputs.num_verify.value,
             'ranking': self.inputs.ranking.value,
         }
-        chosen, _ = run_in_bulk(select_candidates, parameters=orm.Dict(parameters), **self.ctx.predictions)
+        predictions = batch_predictions(self.ctx.prediction_batches)
+        chosen, _ = run_in_bulk(select_candidates, parameters=orm.Dict(parameters), **predictions)
         self.out('selection', chosen)
         self.ctx.selection = chosen
         self.ctx.queue = list(chosen['selected'])
+        self.ctx.selected = {key: predictions[key].pk for key in self.ctx.queue}  # the checkpoint stays small
         self.ctx.verified = {}
         self.report(
             f'{chosen["passed_filters"]} of {chosen["candidates"]} candidates pass the filters; '
@@ -254,15 +290,17 @@ class ScreeningWorkChain(WorkChain):
         ]
         launched = {}
         for key in self.ctx.batch:
+            prediction = orm.load_node(self.ctx.selected[key])
+            structure = (
+                prediction.creator.base.links.get_incoming(link_label_filter=f'structures__{key}').one().node
+            )
             try:
-                node = self.submit(dfpt_builder(self.inputs.dfpt, self.inputs.candidates[key]))
+                node = self.submit(dfpt_builder(self.inputs.dfpt, structure))
             except ValueError as exception:  # refused by the engine's input validation
                 self.report(f'DFPT of {key} refused: {str(exception).splitlines()[-1]}')
                 continue
             node.base.extras.set('candidate', key)
-            self.report(
-                f'DFPT of {key} ({self.ctx.predictions[key].formula}): {node.process_label}<{node.pk}>'
-            )
+            self.report(f'DFPT of {key} ({prediction.formula}): {node.process_label}<{node.pk}>')
             launched[f'dfpt_{key}'] = node
         return ToContext(**launched)
 
@@ -280,20 +318,36 @@ class ScreeningWorkChain(WorkChain):
     def summarize(self):
         verified = self.ctx.verified
         nodes = {f'dielectric_{key}': node for key, node in verified.items()}
-        nodes.update({f'prediction_{key}': self.ctx.predictions[key] for key in verified})
+        nodes.update({f'prediction_{key}': orm.load_node(self.ctx.selected[key]) for key in verified})
         summary = summarize_campaign(
             selection_node=self.ctx.selection, hit_threshold=self.inputs.hit_threshold, **nodes
         )
         self.out('summary', summary)
-        if 'campaign_group' in self.inputs:
-            group, _ = orm.Group.collection.get_or_create(label=self.inputs.campaign_group.value)
-            group.add_nodes([*self.ctx.predictions.values(), *verified.values()])
+        group = self.campaign_group()
+        if group is not None:
+            group.add_nodes(list(verified.values()))
         self.report(
             f'verified {summary["verified"]} of {summary["selected"]}; hits (Φ_DFPT > {summary["hit_threshold"]:g} eV): '
             f'{summary["hits"]}'
         )
         if not verified:
             return self.exit_codes.ERROR_ALL_DFPT_FAILED
+
+
+def validate_candidates(inputs, _):
+    """Candidates come from the namespace or from a group of structures, not both and not neither."""
+    given = [name for name in ('candidates', 'candidates_group') if inputs.get(name)]
+    if len(given) != 1:
+        return 'give the candidates either as `candidates` (a namespace) or as `candidates_group` (a label)'
+    if given == ['candidates_group']:
+        label = inputs['candidates_group'].value
+        group = orm.Group.collection.find(filters={'label': label})
+        if not group:
+            return f'no group `{label}`'
+        query = orm.QueryBuilder().append(orm.Group, filters={'id': group[0].pk}, tag='group')
+        if not query.append(orm.StructureData, with_group='group').count():
+            return f'group `{label}` holds no StructureData'
+    return None
 
 
 def validate_engine(value, _):

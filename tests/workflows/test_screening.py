@@ -8,6 +8,7 @@ from pymatgen.core import Lattice, Structure
 
 from aiida_dielectrics.calculations.predictions import model_node
 from aiida_dielectrics.ml.loading import PACKAGED_MODELS
+from aiida_dielectrics.tools.query import campaign_predictions
 from aiida_dielectrics.workflows.screening import ScreeningWorkChain
 from tests.qe_setup import FAMILY, OPTIONS
 
@@ -71,7 +72,8 @@ def test_campaign_predicts_selects_and_verifies(models, dfpt):
         dfpt=dfpt,
     )
     assert node.is_finished_ok, node.exit_message
-    predictions = results['predictions']
+    assert 'predictions' not in results  # outputs of the prediction processes, not linked again
+    predictions = campaign_predictions(node)
     assert sorted(predictions) == ['Al', 'CaS', 'MgS']
     # Every prediction links to its candidate structure and to the four model nodes.
     for key, prediction in predictions.items():
@@ -101,7 +103,7 @@ def test_campaign_predicts_selects_and_verifies(models, dfpt):
 
 
 def test_empty_candidates_and_filters_that_pass_nothing(models, dfpt):
-    with pytest.raises(ValueError, match='no candidate structures'):
+    with pytest.raises(ValueError, match='either as `candidates`'):
         run_get_node(ScreeningWorkChain, candidates={}, models=models, dfpt=dfpt)
     _, node = run_get_node(
         ScreeningWorkChain,
@@ -112,7 +114,38 @@ def test_empty_candidates_and_filters_that_pass_nothing(models, dfpt):
     )
     assert node.exit_status == ScreeningWorkChain.exit_codes.ERROR_NOTHING_SELECTED.status
     assert 'band_gap_min' in node.exit_message
-    assert 'MgO' in node.outputs.predictions
+    assert list(campaign_predictions(node)) == ['MgO']
+
+
+def test_candidates_from_a_group_join_the_campaign_group(models, dfpt):
+    structures = {key: node.store() for key, node in candidates().items()}
+    group = orm.Group('screening-candidates').store()
+    group.add_nodes(list(structures.values()))
+    _, node = run_get_node(
+        ScreeningWorkChain,
+        candidates_group=orm.Str(group.label),
+        models=models,
+        filters=orm.Dict({'band_gap_min': 100.0}),  # stop after the prediction stage
+        campaign_group=orm.Str('screening-campaign'),
+        dfpt=dfpt,
+    )
+    assert node.exit_status == ScreeningWorkChain.exit_codes.ERROR_NOTHING_SELECTED.status
+    predictions = campaign_predictions(node)
+    assert set(predictions) == {f'n{structure.pk}' for structure in structures.values()}
+    labels = [link.link_label for link in node.base.links.get_incoming().all()]
+    assert not [label for label in labels if label.startswith('candidates__')]  # no link per candidate
+    members = {member.uuid for member in orm.load_group('screening-campaign').nodes}
+    assert {prediction.uuid for prediction in predictions.values()} <= members
+    with pytest.raises(ValueError, match='either as `candidates`'):
+        run_get_node(
+            ScreeningWorkChain,
+            candidates=candidates(),
+            candidates_group=orm.Str(group.label),
+            models=models,
+            dfpt=dfpt,
+        )
+    with pytest.raises(ValueError, match='no group `missing`'):
+        run_get_node(ScreeningWorkChain, candidates_group=orm.Str('missing'), models=models, dfpt=dfpt)
 
 
 def test_missing_models_and_codes_are_refused(models, dfpt):
