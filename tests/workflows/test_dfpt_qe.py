@@ -154,6 +154,23 @@ def test_builder_cutoffs_from_family_or_protocol(qe, tmp_path, shared):
     assert builder.scf.pw.parameters['SYSTEM']['nosym'] is True
 
 
+def test_k_point_pools_divide_the_ranks(qe):
+    """Two pools on two ranks (measured faster for small cells); none where they would not divide."""
+    two_ranks = builder_for(qe, fcc_binary(['Mg', 'O'], 4.212), relax=True)  # OPTIONS: 2 MPI ranks
+    for settings in (
+        two_ranks.scf.pw.settings,
+        two_ranks.ph.ph.settings,
+        two_ranks.relax.base_relax.pw.settings,
+    ):
+        assert settings.get_dict() == {'cmdline': ['-nk', '2']}
+    one_rank = DfptQeWorkChain.get_builder_from_protocol(
+        fcc_binary(['Mg', 'O'], 4.212),
+        codes=dict(zip(('pw', 'ph'), qe, strict=True)),
+        potential_family=FAMILY,
+    )
+    assert 'settings' not in one_rank.scf.pw and 'settings' not in one_rank.ph.ph
+
+
 def test_builder_with_relax(qe):
     builder = builder_for(qe, fcc_binary(['Mg', 'O'], 4.212), relax=True)
     parameters = builder.relax.base_relax.pw.parameters.get_dict()

@@ -111,6 +111,15 @@ def dielectric_from_ph(
     return dielectric
 
 
+def k_point_pools(wanted: int, options: dict) -> int:
+    """The most k-point pools up to ``wanted`` that divide the run's MPI ranks (1 without MPI)."""
+    resources = options.get('resources', {})
+    ranks = resources.get('num_machines', 1) * resources.get('num_mpiprocs_per_machine', 1)
+    if not options.get('withmpi', True):
+        ranks = 1
+    return max(pools for pools in range(1, wanted + 1) if ranks % pools == 0)
+
+
 def installed_family(label: str):
     """The aiida-pseudo family ``label``, or ``None``."""
     return orm.QueryBuilder().append(PseudoPotentialFamily, filters={'label': label}).first(flat=True)
@@ -216,7 +225,9 @@ class DfptQeWorkChain(DfptWorkChain):
                 )
         system = {'ecutwfc': ecutwfc, 'ecutrho': ecutrho}
         electrons = {'conv_thr': inputs['conv_thr_per_atom'] * len(structure.sites)}
-        settings = {'cmdline': ['-nk', str(inputs['pools'])]} if inputs['pools'] > 1 else {}
+        scf_options = cls.job_options(inputs['scf']['pw'], options, codes['pw'])
+        pools = k_point_pools(inputs['pools'], scf_options)
+        settings = {'cmdline': ['-nk', str(pools)]} if pools > 1 else {}
 
         builder.pseudo_family = orm.Str(family.label)
         builder.num_empty_bands = orm.Int(inputs['num_empty_bands'])
@@ -228,7 +239,7 @@ class DfptQeWorkChain(DfptWorkChain):
         )
         builder.scf.pw.code = codes['pw']
         builder.scf.pw.parameters = orm.Dict(scf['pw']['parameters'])
-        builder.scf.pw.metadata.options = cls.job_options(scf['pw'], options, codes['pw'])
+        builder.scf.pw.metadata.options = scf_options
         if settings:
             builder.scf.pw.settings = orm.Dict(settings)
         builder.scf.kpoints_distance = orm.Float(scf['kpoints_distance'])
