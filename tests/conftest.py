@@ -145,3 +145,65 @@ def petousis_head(petousis_csv):
         return path
 
     return make
+
+
+@pytest.fixture
+def generate_workchain():
+    """Factory: a work chain instantiated from its builder but not run, to step through its outline."""
+    from aiida.engine.utils import instantiate_process
+    from aiida.manage import get_manager
+
+    def factory(builder):
+        return instantiate_process(get_manager().get_runner(), builder)
+
+    return factory
+
+
+@pytest.fixture
+def generate_workflow_node():
+    """Factory: a finished ``WorkflowNode`` with an exit status and input/output links, as a fake child."""
+    from aiida import orm
+    from aiida.common.links import LinkType
+    from plumpy import ProcessState
+
+    def factory(exit_status=0, inputs=None, outputs=None):
+        node = orm.WorkflowNode()
+        for label, value in (inputs or {}).items():
+            node.base.links.add_incoming(value.store(), link_type=LinkType.INPUT_WORK, link_label=label)
+        node.set_process_state(ProcessState.FINISHED)
+        node.set_exit_status(exit_status)
+        node.store()
+        for label, value in (outputs or {}).items():
+            value.store().base.links.add_incoming(node, link_type=LinkType.RETURN, link_label=label)
+        return node
+
+    return factory
+
+
+@pytest.fixture
+def generate_calc_job_node(aiida_localhost):
+    """Factory: a finished ``CalcJobNode`` of ``entry_point`` whose retrieved files are ``folder``, with the
+    exit status its real parser gives them (``inputs``: the input nodes the parser reads)."""
+    from aiida import orm
+    from aiida.common.links import LinkType
+    from aiida.plugins import CalculationFactory, ParserFactory
+    from plumpy import ProcessState
+
+    def factory(entry_point: str, folder: pathlib.Path, inputs: dict | None = None):
+        node = orm.CalcJobNode(computer=aiida_localhost, process_type=f'aiida.calculations:{entry_point}')
+        node.set_process_label(CalculationFactory(entry_point).__name__)
+        node.set_option('resources', {'num_machines': 1})
+        node.set_option('output_filename', 'aiida.out')
+        for label, value in (inputs or {}).items():
+            node.base.links.add_incoming(value.store(), link_type=LinkType.INPUT_CALC, link_label=label)
+        node.store()
+        retrieved = orm.FolderData(tree=folder)
+        retrieved.base.links.add_incoming(node, link_type=LinkType.CREATE, link_label='retrieved')
+        retrieved.store()
+        _, parsing = ParserFactory(entry_point).parse_from_node(node, store_provenance=False)
+        node.set_process_state(ProcessState.FINISHED)
+        node.set_exit_status(parsing.exit_status)
+        node.set_exit_message(parsing.exit_message)
+        return node
+
+    return factory

@@ -5,11 +5,7 @@ import types
 import numpy as np
 import pytest
 from aiida import orm
-from aiida.common.links import LinkType
-from aiida.engine.utils import instantiate_process
-from aiida.manage import get_manager
 from aiida.plugins import WorkflowFactory
-from plumpy import ProcessState
 
 from tests.qe_setup import builder_for, fcc_binary
 
@@ -17,10 +13,10 @@ DfptQeWorkChain = WorkflowFactory('dielectrics.dfpt.qe')
 
 
 @pytest.fixture
-def process(request):
+def process(request, generate_workchain):
     """A DfptQeWorkChain for MgO, instantiated but not run, past its engine checks."""
     builder = builder_for(request.getfixturevalue('qe'), fcc_binary(['Mg', 'O'], 4.212))
-    workchain = instantiate_process(get_manager().get_runner(), builder)
+    workchain = generate_workchain(builder)
     workchain.setup()
     assert workchain.validate_engine_inputs() is None
     return workchain
@@ -30,20 +26,7 @@ def capture(_, **inputs):
     return types.SimpleNamespace(pk=0, inputs=inputs)
 
 
-def child(exit_status=0, inputs=None, outputs=None):
-    """A finished WorkflowNode with the given exit status, input and output links (what inspect steps read)."""
-    node = orm.WorkflowNode()
-    for label, value in (inputs or {}).items():
-        node.base.links.add_incoming(value.store(), link_type=LinkType.INPUT_WORK, link_label=label)
-    node.set_process_state(ProcessState.FINISHED)
-    node.set_exit_status(exit_status)
-    node.store()
-    for label, value in (outputs or {}).items():
-        value.store().base.links.add_incoming(node, link_type=LinkType.RETURN, link_label=label)
-    return node
-
-
-def scf_child(top_bands, occupations='fixed'):
+def scf_child(child, top_bands, occupations='fixed'):
     """An scf with 16 electrons (8 occupied bands) whose bands 8 and 9 are ``top_bands`` at two k points."""
     bands = orm.BandsData()
     bands.set_kpoints([[0, 0, 0], [0.5, 0, 0]])
@@ -74,8 +57,8 @@ def test_scf_inputs_have_fixed_occupations_and_empty_bands(process):
     assert inputs['pw']['structure'] is process.inputs.structure
 
 
-def test_failed_scf(process):
-    process.ctx.workchain_scf = child(exit_status=300)
+def test_failed_scf(process, generate_workflow_node):
+    process.ctx.workchain_scf = generate_workflow_node(exit_status=300)
     assert process.inspect_scf().status == DfptQeWorkChain.exit_codes.ERROR_SUB_PROCESS_FAILED_SCF.status
 
 
@@ -87,20 +70,22 @@ def test_failed_scf(process):
         ([[0.0, 3.0], [-0.5, 4.0]], 'smearing', 'occupations `smearing`'),
     ],
 )
-def test_metal_after_scf(process, top_bands, occupations, reason):
-    process.ctx.workchain_scf = scf_child(top_bands, occupations)
+def test_metal_after_scf(process, top_bands, occupations, reason, generate_workflow_node):
+    process.ctx.workchain_scf = scf_child(generate_workflow_node, top_bands, occupations)
     exit_code = process.inspect_scf()
     assert exit_code.status == DfptQeWorkChain.exit_codes.ERROR_METAL.status
     assert reason in exit_code.message
 
 
-def test_insulator_after_scf_goes_on(process):
-    process.ctx.workchain_scf = scf_child([[0.0, 3.0], [-0.5, 4.0]])  # VBM 0 (Γ), CBM 3 (Γ)
+def test_insulator_after_scf_goes_on(process, generate_workflow_node):
+    process.ctx.workchain_scf = scf_child(
+        generate_workflow_node, [[0.0, 3.0], [-0.5, 4.0]]
+    )  # VBM 0 (Γ), CBM 3 (Γ)
     assert process.inspect_scf() is None
 
 
-def test_ph_runs_at_gamma_with_epsil(process):
-    process.ctx.workchain_scf = child(
+def test_ph_runs_at_gamma_with_epsil(process, generate_workflow_node):
+    process.ctx.workchain_scf = generate_workflow_node(
         outputs={'remote_folder': orm.RemoteData(remote_path='/tmp', computer=orm.load_computer('localhost'))}
     )
     process.submit = capture
@@ -110,12 +95,12 @@ def test_ph_runs_at_gamma_with_epsil(process):
     assert inputs['ph']['parent_folder'].uuid == process.ctx.workchain_scf.outputs.remote_folder.uuid
 
 
-def test_failed_ph(process):
-    process.ctx.workchain_ph = child(exit_status=410)
+def test_failed_ph(process, generate_workflow_node):
+    process.ctx.workchain_ph = generate_workflow_node(exit_status=410)
     assert process.inspect_ph().status == DfptQeWorkChain.exit_codes.ERROR_SUB_PROCESS_FAILED_DFPT.status
 
 
-def test_ph_without_dielectric_output(process, shared):
+def test_ph_without_dielectric_output(process, shared, generate_workflow_node):
     """A finished ph.x whose dyn file has no ε∞/Z* (ran without epsil) is a named failure, not a traceback."""
     retrieved = orm.FolderData()
     text = (
@@ -124,19 +109,19 @@ def test_ph_without_dielectric_output(process, shared):
     retrieved.base.repository.put_object_from_bytes(
         text.split('Dielectric Tensor')[0].encode(), 'DYN_MAT/dynamical-matrix-1'
     )
-    process.ctx.workchain_ph = child(outputs={'retrieved': retrieved})
+    process.ctx.workchain_ph = generate_workflow_node(outputs={'retrieved': retrieved})
     assert process.inspect_ph().status == DfptQeWorkChain.exit_codes.ERROR_MISSING_DIELECTRIC_OUTPUT.status
-    process.ctx.workchain_ph = child(outputs={'retrieved': orm.FolderData()})
+    process.ctx.workchain_ph = generate_workflow_node(outputs={'retrieved': orm.FolderData()})
     assert process.inspect_ph().status == DfptQeWorkChain.exit_codes.ERROR_MISSING_DIELECTRIC_OUTPUT.status
 
 
-def test_results_from_ph_outputs(process, shared):
+def test_results_from_ph_outputs(process, shared, generate_workflow_node):
     retrieved = orm.FolderData()
     folder = shared / 'fixtures' / 'qe' / 'aiida-qe-ph-si-default' / 'DYN_MAT'
     retrieved.base.repository.put_object_from_tree(str(folder), 'DYN_MAT')
-    process.ctx.workchain_ph = child(outputs={'retrieved': retrieved})
+    process.ctx.workchain_ph = generate_workflow_node(outputs={'retrieved': retrieved})
     assert process.inspect_ph() is None
-    process.ctx.workchain_scf = scf_child([[0.0, 3.0], [-0.5, 4.0]])
+    process.ctx.workchain_scf = scf_child(generate_workflow_node, [[0.0, 3.0], [-0.5, 4.0]])
     process.ctx.structure = fcc_binary(['Si', 'Si'], 5.43, second=(0.25, 0.25, 0.25))
     process.results()
     dielectric = process.outputs['dielectric']
@@ -145,9 +130,11 @@ def test_results_from_ph_outputs(process, shared):
     assert process.outputs['structure'] is process.ctx.structure
 
 
-def test_relax_gets_family_pseudos_and_its_structure_is_used(request):
+def test_relax_gets_family_pseudos_and_its_structure_is_used(
+    request, generate_workchain, generate_workflow_node
+):
     builder = builder_for(request.getfixturevalue('qe'), fcc_binary(['Mg', 'O'], 4.212), relax=True)
-    workchain = instantiate_process(get_manager().get_runner(), builder)
+    workchain = generate_workchain(builder)
     workchain.setup()
     assert workchain.validate_engine_inputs() is None
     assert workchain.should_relax()
@@ -158,11 +145,11 @@ def test_relax_gets_family_pseudos_and_its_structure_is_used(request):
     assert inputs['base_relax']['pw']['parameters']['SYSTEM']['occupations'] == 'fixed'
     assert 'base_init_relax' not in inputs  # the loose first relaxation is off (protocol relax.initial_relax)
 
-    workchain.ctx.workchain_relax = child(exit_status=401)
+    workchain.ctx.workchain_relax = generate_workflow_node(exit_status=401)
     assert (
         workchain.inspect_relax().status == DfptQeWorkChain.exit_codes.ERROR_SUB_PROCESS_FAILED_RELAX.status
     )
     relaxed = fcc_binary(['Mg', 'O'], 4.25)
-    workchain.ctx.workchain_relax = child(outputs={'output_structure': relaxed})
+    workchain.ctx.workchain_relax = generate_workflow_node(outputs={'output_structure': relaxed})
     assert workchain.inspect_relax() is None
     assert workchain.ctx.structure.uuid == relaxed.uuid

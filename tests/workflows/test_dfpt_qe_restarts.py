@@ -10,11 +10,7 @@ import shutil
 
 import pytest
 from aiida import orm
-from aiida.common.links import LinkType
-from aiida.engine.utils import instantiate_process
-from aiida.manage import get_manager
-from aiida.plugins import CalculationFactory, ParserFactory
-from plumpy import ProcessState
+from aiida.plugins import CalculationFactory
 
 from aiida_dielectrics.workflows.dfpt.qe.ph import WALLTIME_FACTOR, DielectricPhWorkChain
 
@@ -23,7 +19,7 @@ PhCalculation = CalculationFactory('quantumespresso.ph')
 
 
 @pytest.fixture
-def process(qe, aiida_localhost):
+def process(qe, aiida_localhost, generate_workchain):
     """A DielectricPhWorkChain at Γ with ε, set up as for its first ph.x run, not run."""
     _, ph = qe
     builder = DielectricPhWorkChain.get_builder()
@@ -34,7 +30,7 @@ def process(qe, aiida_localhost):
     qpoints = orm.KpointsData()
     qpoints.set_kpoints_mesh([1, 1, 1])
     builder.qpoints = qpoints
-    workchain = instantiate_process(get_manager().get_runner(), builder)
+    workchain = generate_workchain(builder)
     workchain.setup()
     workchain.validate_parameters()
     workchain.set_qpoints()
@@ -42,24 +38,16 @@ def process(qe, aiida_localhost):
     return workchain
 
 
-def failed_calculation(folder: pathlib.Path, computer) -> orm.CalcJobNode:
-    """A finished PhCalculation node whose retrieved files are ``folder``, parsed by the real PhParser."""
-    node = orm.CalcJobNode(computer=computer, process_type='aiida.calculations:quantumespresso.ph')
-    node.set_process_label('PhCalculation')
-    node.set_option('resources', {'num_machines': 1})
-    node.set_option('output_filename', 'aiida.out')
-    node.base.links.add_incoming(
-        orm.Dict({'INPUTPH': {'epsil': True}}).store(), link_type=LinkType.INPUT_CALC, link_label='parameters'
-    )
-    node.store()
-    retrieved = orm.FolderData(tree=folder)
-    retrieved.base.links.add_incoming(node, link_type=LinkType.CREATE, link_label='retrieved')
-    retrieved.store()
-    _, parsing = ParserFactory('quantumespresso.ph').parse_from_node(node, store_provenance=False)
-    node.set_process_state(ProcessState.FINISHED)
-    node.set_exit_status(parsing.exit_status)
-    node.set_exit_message(parsing.exit_message)
-    return node
+@pytest.fixture
+def failed_calculation(generate_calc_job_node):
+    """A finished PhCalculation whose retrieved files are a folder, parsed by aiida-quantumespresso's PhParser."""
+
+    def factory(folder: pathlib.Path):
+        return generate_calc_job_node(
+            'quantumespresso.ph', folder, {'parameters': orm.Dict({'INPUTPH': {'epsil': True}})}
+        )
+
+    return factory
 
 
 def inspect(process, node):
@@ -69,8 +57,8 @@ def inspect(process, node):
     return process.inspect_process()
 
 
-def test_divide_class_is_retried_without_symmetry_analysis(process, aiida_localhost):
-    node = failed_calculation(FIXTURES / 'AlN-ph-divide-class', aiida_localhost)
+def test_divide_class_is_retried_without_symmetry_analysis(process, failed_calculation):
+    node = failed_calculation(FIXTURES / 'AlN-ph-divide-class')
     assert node.exit_status == PhCalculation.exit_codes.ERROR_OUTPUT_STDOUT_INCOMPLETE.status
     assert inspect(process, node).status == 0  # handled: the next iteration runs
     assert process.ctx.inputs.parameters['INPUTPH']['search_sym'] is False
@@ -79,25 +67,25 @@ def test_divide_class_is_retried_without_symmetry_analysis(process, aiida_localh
         process.ctx.inputs.parent_folder.get_remote_path() == '/tmp'
     )  # from the scf, not from the failed run
     # the same failure again with search_sym off: nothing left to try
-    second = failed_calculation(FIXTURES / 'AlN-ph-divide-class', aiida_localhost)
+    second = failed_calculation(FIXTURES / 'AlN-ph-divide-class')
     assert inspect(process, second) == DielectricPhWorkChain.exit_codes.ERROR_UNRECOVERABLE_FAILURE
 
 
-def test_incomplete_output_without_symmetry_error_is_not_handled(process, aiida_localhost, tmp_path):
+def test_incomplete_output_without_symmetry_error_is_not_handled(process, failed_calculation, tmp_path):
     """An interrupted run for another reason is left to the base work chain (unhandled → it gives up)."""
     shutil.copytree(FIXTURES / 'AlN-ph-divide-class', tmp_path, dirs_exist_ok=True)
     (tmp_path / 'aiida.out').write_text((tmp_path / 'aiida.out').read_text().split('%%%%')[0])
-    node = failed_calculation(tmp_path, aiida_localhost)
+    node = failed_calculation(tmp_path)
     assert node.exit_status == PhCalculation.exit_codes.ERROR_OUTPUT_STDOUT_INCOMPLETE.status
     assert process.handle_symmetry_analysis_error(node) is None
     assert 'search_sym' not in process.ctx.inputs.parameters['INPUTPH']
 
 
-def test_out_of_walltime_restarts_from_the_scf_with_more_time(process, aiida_localhost, shared, tmp_path):
+def test_out_of_walltime_restarts_from_the_scf_with_more_time(process, failed_calculation, shared, tmp_path):
     """aiida-qe's walltime fixture holds only the stdout; ph.x writes the q-point list first, so it is added."""
     shutil.copy(shared / 'fixtures' / 'qe' / 'aiida-qe-ph-si-walltime' / 'aiida.out', tmp_path)
     shutil.copytree(FIXTURES / 'AlN-ph-divide-class' / 'DYN_MAT', tmp_path / 'DYN_MAT')
-    node = failed_calculation(tmp_path, aiida_localhost)
+    node = failed_calculation(tmp_path)
     assert node.exit_status == PhCalculation.exit_codes.ERROR_OUT_OF_WALLTIME.status
     assert inspect(process, node).status == 0
     assert process.ctx.inputs.metadata.options['max_wallclock_seconds'] == int(1800 * WALLTIME_FACTOR)
