@@ -157,18 +157,15 @@ def test_builder_cutoffs_from_family_or_protocol(qe, tmp_path, shared):
 def test_k_point_pools_divide_the_ranks(qe):
     """Two pools on two ranks (measured faster for small cells); none where they would not divide."""
     two_ranks = builder_for(qe, fcc_binary(['Mg', 'O'], 4.212), relax=True)  # OPTIONS: 2 MPI ranks
-    for settings in (
-        two_ranks.scf.pw.settings,
-        two_ranks.ph.ph.settings,
-        two_ranks.relax.base_relax.pw.settings,
-    ):
-        assert settings.get_dict() == {'cmdline': ['-nk', '2']}
+    for pw in (two_ranks.scf.pw, two_ranks.relax.base_relax.pw):
+        assert pw.parallelization.get_dict() == {'npool': 2}
+    assert two_ranks.ph.ph.settings.get_dict() == {'cmdline': ['-nk', '2']}
     one_rank = DfptQeWorkChain.get_builder_from_protocol(
         fcc_binary(['Mg', 'O'], 4.212),
         codes=dict(zip(('pw', 'ph'), qe, strict=True)),
         potential_family=FAMILY,
     )
-    assert 'settings' not in one_rank.scf.pw and 'settings' not in one_rank.ph.ph
+    assert 'parallelization' not in one_rank.scf.pw and 'settings' not in one_rank.ph.ph
 
 
 def test_builder_with_relax(qe):

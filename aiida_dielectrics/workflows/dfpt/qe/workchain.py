@@ -227,7 +227,7 @@ class DfptQeWorkChain(DfptWorkChain):
         electrons = {'conv_thr': inputs['conv_thr_per_atom'] * len(structure.sites)}
         scf_options = cls.job_options(inputs['scf']['pw'], options, codes['pw'])
         pools = k_point_pools(inputs['pools'], scf_options)
-        settings = {'cmdline': ['-nk', str(pools)]} if pools > 1 else {}
+        parallelization = {'npool': pools} if pools > 1 else {}  # pw.x; ph.x takes it on its command line
 
         builder.pseudo_family = orm.Str(family.label)
         builder.num_empty_bands = orm.Int(inputs['num_empty_bands'])
@@ -240,8 +240,8 @@ class DfptQeWorkChain(DfptWorkChain):
         builder.scf.pw.code = codes['pw']
         builder.scf.pw.parameters = orm.Dict(scf['pw']['parameters'])
         builder.scf.pw.metadata.options = scf_options
-        if settings:
-            builder.scf.pw.settings = orm.Dict(settings)
+        if parallelization:
+            builder.scf.pw.parallelization = orm.Dict(parallelization)
         builder.scf.kpoints_distance = orm.Float(scf['kpoints_distance'])
         builder.scf.max_iterations = orm.Int(scf['max_iterations'])
 
@@ -249,12 +249,15 @@ class DfptQeWorkChain(DfptWorkChain):
         builder.ph.ph.code = codes['ph']
         builder.ph.ph.parameters = orm.Dict(ph['ph']['parameters'])
         builder.ph.ph.metadata.options = cls.job_options(ph['ph'], options, codes['ph'])
-        if settings:
-            builder.ph.ph.settings = orm.Dict(settings)
+        if parallelization:
+            builder.ph.ph.settings = orm.Dict({'cmdline': ['-nk', str(pools)]})
         builder.ph.max_iterations = orm.Int(ph['max_iterations'])
 
         if relax:
-            pw = {'parameters': {'SYSTEM': system}, **({'settings': settings} if settings else {})}
+            pw = {
+                'parameters': {'SYSTEM': system},
+                **({'parallelization': parallelization} if parallelization else {}),
+            }
             builder.relax = cls.relax_builder(codes['pw'], structure, inputs, family.label, pw, options)
 
     @classmethod
