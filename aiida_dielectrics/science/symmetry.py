@@ -56,4 +56,3 @@ def symmetrize(
         raise SymmetryError(f'no space group found at symprec {symprec} Å: {exception}') from exception
     change = (primitive.volume / len(primitive)) / (structure.volume / len(structure)) - 1
     return Symmetrized(primitive, int(number), str(symbol), len(structure), float(change))
-

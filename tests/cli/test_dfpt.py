@@ -58,9 +58,7 @@ def test_failed_run_reports_exit_code(tmp_path):
     fcc_binary(['Li', 'F'], 4.03).get_pymatgen_structure().to(filename=str(path))
     result = invoke('dfpt', str(path), '--engine', 'qe', '--protocol', 'fast', '--potential-family', FAMILY)
     assert result.exit_code == 1
-    assert result.output.strip().splitlines() == [
-        f'Error: the pseudo family `{FAMILY}` has no pseudo for Li'
-    ]
+    assert result.output.strip().splitlines() == [f'Error: the pseudo family `{FAMILY}` has no pseudo for Li']
 
 
 def test_result_table(aiida_profile):

@@ -28,7 +28,9 @@ def test_vasp_cell_is_refined_to_its_space_group(aln):
 
 
 def test_conventional_cell_becomes_primitive():
-    conventional = Structure.from_spacegroup('Fm-3m', Lattice.cubic(4.212), ['Mg', 'O'], [[0, 0, 0], [0.5] * 3])
+    conventional = Structure.from_spacegroup(
+        'Fm-3m', Lattice.cubic(4.212), ['Mg', 'O'], [[0, 0, 0], [0.5] * 3]
+    )
     result = symmetrize(conventional)
     assert (len(conventional), len(result.structure)) == (8, 2)
     assert result.structure.volume == pytest.approx(conventional.volume / 4)
@@ -48,6 +50,9 @@ def test_structure_problems():
     assert minimum_distance(good) == pytest.approx(2 * np.sqrt(3))
     close = Structure(Lattice.cubic(4.0), ['Na', 'Cl'], [[0, 0, 0], [0.01, 0, 0]])
     assert structure_problem(close) == 'atoms 0.040 Å apart (minimum 0.5 Å)'
-    assert structure_problem(Structure(Lattice.cubic(0.3), ['Mg'], [[0, 0, 0]])) == 'atoms 0.300 Å apart (minimum 0.5 Å)'
+    assert (
+        structure_problem(Structure(Lattice.cubic(0.3), ['Mg'], [[0, 0, 0]]))
+        == 'atoms 0.300 Å apart (minimum 0.5 Å)'
+    )
     with pytest.raises(SymmetryError):
         symmetrize(Structure(Lattice.cubic(4.0), ['Na', 'Na'], [[0, 0, 0], [0, 0, 0]]))
