@@ -82,40 +82,13 @@ def fetch_mp_hull(elements: Iterable[str], api_key: str | None = None) -> Dict:
 def default_hull(**inputs) -> Dict:
     """The hull of relaxation results: ``elements.<key>`` (trial structures of the elements; the lowest
     converged one of each element is its reference) and ``known.<key>`` (known structures; those that
-    did not converge or have no MP2020 energy are left out and listed in ``excluded``)."""
-    rows, excluded, elements, potentials = [], {}, {}, set()
-    for key, node in inputs.get('elements', {}).items():
-        result = node.get_dict()
-        potentials.add(result['potential'])
-        (symbol,) = result['composition']
-        if result['reason'] is None and result['energy'] is not None:
-            best = elements.get(symbol)
-            if best is None or result['energy'] < best[1]:
-                elements[symbol] = (key, result['energy'])
-    for symbol, (key, energy) in sorted(elements.items()):
-        rows.append({'entry_id': key, 'composition': {symbol: 1.0}, 'energy': energy})
-    for key, node in inputs.get('known', {}).items():
-        result = node.get_dict()
-        potentials.add(result['potential'])
-        if result['reason'] is not None or result['energy_mp'] is None:
-            excluded[key] = result['reason'] or result['mp_reason']
-            continue
-        atoms = sum(result['composition'].values())
-        rows.append(
-            {'entry_id': key, 'composition': result['composition'], 'energy': result['energy_mp'] * atoms}
-        )
-    if len(potentials) > 1:
-        raise ValueError(f'relaxations with different potentials: {", ".join(sorted(potentials))}')
-    return Dict(
-        {
-            'source': 'default',
-            'energy_scale': SCHEME,
-            'potential': potentials.pop() if potentials else None,
-            'entries': rows,
-            'elements': {symbol: key for symbol, (key, _) in sorted(elements.items())},
-            'excluded': excluded,
-        }
+    did not converge or have no MP2020 energy are left out and listed in ``excluded``), see
+    :func:`.science.references.hull_rows`."""
+    rows = references.hull_rows(
+        {key: node.get_dict() for key, node in inputs.get('elements', {}).items()},
+        {key: node.get_dict() for key, node in inputs.get('known', {}).items()},
     )
+    return Dict({'source': 'default', 'energy_scale': SCHEME, **rows})
 
 
 @calcfunction

@@ -52,16 +52,7 @@ def relax_structures(**inputs) -> dict:
     results = relaxer.relax(originals, fix_cell=options.get('fix_cell', False))
     relaxed, records, failed = {}, {}, {}
     for key, original, result in zip(keys, originals, results, strict=True):
-        composition = original.composition
-        records[key] = Dict(
-            {
-                **result.as_dict(),
-                'potential': relaxer.potential.name,
-                'potential_version': relaxer.potential.version,
-                'formula': composition.reduced_formula,
-                'composition': {str(element): float(amount) for element, amount in composition.items()},
-            }
-        )
+        records[key] = Dict(science.record(result, original, relaxer.potential))
         if result.structure is not None:
             relaxed[key] = StructureData(pymatgen=result.structure)
         if result.reason is not None:

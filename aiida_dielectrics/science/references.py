@@ -119,3 +119,41 @@ def elements_of(compositions: Iterable) -> list[str]:
         composition = Composition(getattr(item, 'composition', item))
         symbols.update(element.symbol for element in composition.elements)
     return sorted(symbols, key=lambda symbol: Element(symbol).Z)
+
+
+def hull_rows(elements: Mapping[str, dict], known: Mapping[str, dict]) -> dict:
+    """The default hull's entries from relaxation records (:func:`.relax.record`) of element trials and
+    known structures, by key: ``{potential, entries: [{entry_id, composition, energy}], elements:
+    {symbol: key}, excluded: {key: reason}}``, total energies (eV) on the MP2020 scale.
+
+    Each element's reference is its lowest converged trial (elements get no MP2020 correction); a known
+    structure that did not converge or has no MP2020 energy is left out, with its reason.
+    """
+    potentials = {record['potential'] for record in [*elements.values(), *known.values()]}
+    if len(potentials) > 1:
+        raise ValueError(f'relaxations with different potentials: {", ".join(sorted(potentials))}')
+    best: dict[str, tuple[str, float]] = {}
+    for key, record in elements.items():
+        (symbol,) = record['composition']
+        usable = record['reason'] is None and record['energy'] is not None
+        if usable and (symbol not in best or record['energy'] < best[symbol][1]):
+            best[symbol] = (key, record['energy'])
+    rows = [
+        {'entry_id': key, 'composition': {symbol: 1.0}, 'energy': energy}
+        for symbol, (key, energy) in sorted(best.items())
+    ]
+    excluded = {}
+    for key, record in known.items():
+        if record['reason'] is not None or record['energy_mp'] is None:
+            excluded[key] = record['reason'] or record['mp_reason']
+            continue
+        atoms = sum(record['composition'].values())
+        rows.append(
+            {'entry_id': key, 'composition': record['composition'], 'energy': record['energy_mp'] * atoms}
+        )
+    return {
+        'potential': potentials.pop() if potentials else None,
+        'entries': rows,
+        'elements': {symbol: key for symbol, (key, _) in sorted(best.items())},
+        'excluded': excluded,
+    }

@@ -227,3 +227,16 @@ class Relaxer:
             else f'not converged within {self.max_steps} steps (fmax {self.fmax} eV/Å)',
             mp_reason=mp_reason,
         )
+
+
+def record(result: Relaxation, structure: Structure, potential: Potential) -> dict:
+    """``result`` (of relaxing ``structure``) as plain data, with what a hull needs: the potential, and
+    the formula and composition of the structure."""
+    composition = structure.composition
+    return {
+        **result.as_dict(),
+        'potential': potential.name,
+        'potential_version': potential.version,
+        'formula': composition.reduced_formula,
+        'composition': {str(element): float(amount) for element, amount in composition.items()},
+    }
