@@ -5,11 +5,11 @@ from __future__ import annotations
 import click
 
 from aiida_dielectrics.cli import cli
-from aiida_dielectrics.cli.utils import load_profile
+from aiida_dielectrics.cli.utils import GroupParamType
 
 
 @cli.command('export')
-@click.argument('group')
+@click.argument('group', type=GroupParamType())
 @click.option('-o', '--output', type=click.Path(dir_okay=False), default='campaign.aiida', show_default=True)
 @click.option('-f', '--force', is_flag=True, help='Overwrite an existing file.')
 @click.pass_context
@@ -23,16 +23,9 @@ def export(ctx, group, output, force):
     """
     import pathlib
 
-    from aiida.common.exceptions import NotExistent
-    from aiida.orm import load_group
-
     from aiida_dielectrics.tools.archive import export_group
 
-    load_profile(ctx)
     if pathlib.Path(output).exists() and not force:
         raise click.ClickException(f'{output} exists; use --force to overwrite it')
-    try:
-        path, count = export_group(load_group(label=group), output)
-    except NotExistent as exception:
-        raise click.ClickException(f'no group with label {group!r}') from exception
-    click.echo(f'Wrote {path}: group {group!r} ({count} nodes) with provenance.')
+    path, count = export_group(group, output)
+    click.echo(f'Wrote {path}: group {group.label!r} ({count} nodes) with provenance.')
