@@ -11,8 +11,7 @@ import click
 
 from aiida_dielectrics.cli import cli
 from aiida_dielectrics.cli.utils import GroupParamType, echo_progress
-from aiida_dielectrics.ml.loading import MODEL_DIR_ENV
-from aiida_dielectrics.ml.training import PRETRAINED
+from aiida_dielectrics.ml.loading import MODEL_DIR_ENV, PRETRAINED
 
 
 def fit_options(command):

@@ -13,11 +13,13 @@ import dataclasses
 import json
 import os
 import pathlib
-
-import torch
+import typing
 
 from aiida_dielectrics.ml.files import CARD, MATGL_FILES
 from aiida_dielectrics.ml.transforms import MemberSpread
+
+if typing.TYPE_CHECKING:  # torch is imported where it is used: the CLI reads this module's names first
+    import torch
 
 #: Environment variable naming a folder of local models (one sub-folder per model name).
 MODEL_DIR_ENV = 'AIIDA_DIELECTRICS_MODEL_DIR'
@@ -33,6 +35,8 @@ DEFAULT_MODEL_NAMES = {
     'diel_elec': 'diel_elec',
     'diel_ionic': 'diel_ionic',
 }
+#: The MEGNet that ε members are fine-tuned from unless told otherwise: the multi-fidelity band-gap model.
+PRETRAINED = 'MEGNet-MP-2019.4.1-BandGap-mfi'
 #: Names of the ensembles trained here: found locally or not at all (they are not on the Hub).
 ENSEMBLE_NAMES = ('band_gap', 'diel_elec', 'diel_ionic')
 #: State attribute of the multi-fidelity band-gap MEGNet (and of models fine-tuned from it): 0 = PBE.
@@ -41,6 +45,7 @@ PBE_FIDELITY = 0
 
 def allow_matgl_pickles():
     """matgl ≥ 4 loads weights with ``weights_only=True``; its pretrained MEGNets pickle a Normalizer."""
+    import torch
     from matgl.data.transformer import LogTransformer, Normalizer
 
     torch.serialization.add_safe_globals([Normalizer, LogTransformer])
@@ -132,6 +137,8 @@ class GraphMember:
 
     @property
     def state(self) -> torch.Tensor | None:
+        import torch
+
         embedding = getattr(self.megnet, 'embedding', None)
         if getattr(embedding, 'ntypes_state', None):
             return torch.tensor([PBE_FIDELITY], dtype=torch.long)

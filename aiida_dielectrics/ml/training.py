@@ -19,12 +19,9 @@ from aiida_dielectrics.ml import evaluation, loading, splits, transforms
 from aiida_dielectrics.ml.dataset import Dataset
 from aiida_dielectrics.ml.ensemble import Ensemble, fit_sigma_scale, member_class, members_sha256, write_card
 
-#: The MEGNet that ε members are fine-tuned from unless told otherwise: the multi-fidelity band-gap model.
-PRETRAINED = 'MEGNet-MP-2019.4.1-BandGap-mfi'
-
 
 def member_settings(
-    architecture: str, max_epochs: int, batch_size: int, lr: float, pretrained: str = PRETRAINED
+    architecture: str, max_epochs: int, batch_size: int, lr: float, pretrained: str = loading.PRETRAINED
 ) -> dict:
     """The hyper-parameters of one member; a MEGNet's ``pretrained`` model is looked up by
     :func:`.loading.resolve` (model folder, package, Hugging Face Hub) and given as its folder."""

@@ -25,6 +25,7 @@ from aiida.engine.processes.ports import PORT_NAMESPACE_SEPARATOR as SEPARATOR
 from aiida.manage import get_manager
 from aiida.orm import CalcFunctionNode, Data, Node, QueryBuilder
 from aiida.orm.entities import EntityTypes
+from aiida.plugins.utils import PluginVersionProvider
 
 from aiida_dielectrics.tools import aiida_internals as internals
 
@@ -107,6 +108,11 @@ def run_in_bulk(function, metadata: Mapping | None = None, **inputs) -> tuple[di
     return outputs, process
 
 
+#: What the engine's runner records as ``version``; its own, not the global runner's, which would connect to the
+#: broker (a profile's ZeroMQ broker runs only with the daemon: ``predict --store`` waited 10 s, then failed).
+_VERSIONS = PluginVersionProvider()
+
+
 def new_process_node(process_class, metadata: Mapping) -> CalcFunctionNode:
     """An unstored process node with the attributes the engine sets before it runs a calcfunction."""
     function = internals.wrapped_function(process_class)
@@ -119,9 +125,7 @@ def new_process_node(process_class, metadata: Mapping) -> CalcFunctionNode:
             setattr(process, name, ports[name].default)
     process.set_process_type(process_class.build_process_type())
     process.set_process_label(function.__name__)
-    process.base.attributes.set_many(
-        get_manager().get_runner().plugin_version_provider.get_version_info(process_class)
-    )
+    process.base.attributes.set_many(_VERSIONS.get_version_info(process_class))
     process.set_metadata_inputs({'metadata': dict(metadata)} if metadata else None)
     process.store_source_info(function)
     return process
