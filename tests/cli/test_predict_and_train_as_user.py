@@ -184,3 +184,16 @@ def test_retrain_on_a_campaign_with_a_dfpt_result(user_shell, base_group, shared
     assert creator['process'] == 'train_model' and creator['exit_status'] == 0
     assert creator['inputs'][f'dielectrics__campaign_{dielectric}'] == dielectric
     assert len(creator['inputs']) == 2 * (8 + 1) + 5
+
+
+def test_retrain_without_a_profile_is_one_clear_line(tmp_path, shared):
+    """The group options resolve in the profile, so without one the user is told to run ``setup``."""
+    from tests.conftest import UserShell
+
+    result = UserShell(tmp_path, shared).run(
+        'aiida-dielectrics', 'retrain', '--campaign', 'c', '--target', 'diel_elec'
+    )
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 1 and len(lines) == 1, result.stderr
+    assert lines[0].startswith('Error: no usable AiiDA profile')
+    assert lines[0].endswith('run `aiida-dielectrics setup` first')
