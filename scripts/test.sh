@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Install, then run the whole test suite, the linters and the documentation build (warnings are errors).
+# Install, start PostgreSQL and RabbitMQ if they are not running, then run the whole test suite, the
+# linters and the documentation build (warnings are errors).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export AIIDA_DIELECTRICS_SHARED=${AIIDA_DIELECTRICS_SHARED:-$(cd .. && pwd)/shared}
 
 bash scripts/install.sh
+bash scripts/services.sh  # PostgreSQL and RabbitMQ for the production-profile tests (-m production)
 ruff check .
 ruff format --check .
 python -m pytest -p no:cacheprovider -q --durations=10
