@@ -156,6 +156,7 @@ def main() -> None:
         'systems': len(systems),
         'known_structures': len(known_records),
         'excluded': content['excluded'],
+        'on_hull': int(np.sum(values <= 1e-6)),
         'share_within_0.05': round(float(np.mean(values <= 0.05)), 3),
         'share_within_0.1': round(float(np.mean(values <= 0.1)), 3),
         'median_e_hull': round(float(np.median(values)), 3),
