@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import click
 import numpy as np
 
@@ -23,6 +25,12 @@ def read_structure(path: str):
     if not structure.is_ordered:
         raise click.ClickException(f'{path} holds a disordered structure; DFPT needs an ordered one')
     return StructureData(pymatgen=structure)
+
+
+def reason(exception: Exception) -> str:
+    """The last line of an error, without plumpy's ``Error occurred validating port '...':`` prefix."""
+    line = str(exception).strip().splitlines()[-1]
+    return re.sub(r"^Error occurred validating port '[^']*': ", '', line)
 
 
 def engine_codes(workchain, given: tuple[str, ...]) -> dict:
@@ -160,7 +168,7 @@ def dfpt(ctx, structure_file, engine, protocol, potential_family, codes, relax, 
         )
         node = submit_process(builder) if submit else None
     except ValueError as exception:  # protocol, family or the work chain's input validation
-        raise click.ClickException(str(exception).strip().splitlines()[-1]) from exception
+        raise click.ClickException(reason(exception)) from exception
     if submit:
         click.echo(
             f'Submitted {node.process_label}<{node.pk}>; follow it with `verdi process status {node.pk}`.'
@@ -169,7 +177,7 @@ def dfpt(ctx, structure_file, engine, protocol, potential_family, codes, relax, 
     try:
         results, node = run_get_node(builder)
     except ValueError as exception:
-        raise click.ClickException(str(exception).strip().splitlines()[-1]) from exception
+        raise click.ClickException(reason(exception)) from exception
     if not node.is_finished_ok:
         raise click.ClickException(
             f'{node.process_label}<{node.pk}> failed with exit status {node.exit_status}: {node.exit_message}'

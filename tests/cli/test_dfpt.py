@@ -58,6 +58,9 @@ def test_failed_run_reports_exit_code(tmp_path):
     fcc_binary(['Li', 'F'], 4.03).get_pymatgen_structure().to(filename=str(path))
     result = invoke('dfpt', str(path), '--engine', 'qe', '--protocol', 'fast', '--potential-family', FAMILY)
     assert result.exit_code == 1
+    (line,) = result.output.strip().splitlines()  # one line: the family lacks Li (said by the builder)
+    assert line.startswith('Error: ') and FAMILY in line and 'Li' in line
+    result = invoke('dfpt', str(path), '--no-relax', '--protocol', 'fast', '--potential-family', FAMILY)
     assert result.output.strip().splitlines() == [f'Error: the pseudo family `{FAMILY}` has no pseudo for Li']
 
 
