@@ -22,16 +22,14 @@ def hints(shared):
     return shared / 'pseudos' / 'PseudoDojo-0.4-PBE-SR-standard-hints.djson'
 
 
-def test_setup_is_idempotent_and_installs_cutoffs(aiida_profile, aiida_localhost, pseudo_dir, hints):
-    arguments = [
-        'setup',
-        '--pseudo-dir',
-        str(pseudo_dir),
-        '--pseudo-hints',
-        str(hints),
-        '--pseudo-family',
-        FAMILY,
-    ]
+@pytest.fixture
+def setup_arguments(pseudo_dir, hints):
+    """``setup`` with the shared pseudos and their hints, as family :data:`FAMILY`."""
+    return ['setup', '--pseudo-dir', str(pseudo_dir), '--pseudo-hints', str(hints), '--pseudo-family', FAMILY]
+
+
+def test_setup_is_idempotent_and_installs_cutoffs(aiida_profile, aiida_localhost, setup_arguments):
+    arguments = setup_arguments
     first = CliRunner().invoke(cli, arguments, catch_exceptions=False)
     assert first.exit_code == 0, first.output
     assert f'Pseudo family `{FAMILY}`: installed.' in first.output
@@ -78,21 +76,13 @@ def test_hints_need_a_pseudo_dir(aiida_profile, hints):
     assert '--pseudo-hints needs --pseudo-dir' in result.output
 
 
-def test_setup_creates_localhost_on_a_profile_without_one(aiida_profile_tmp, pseudo_dir, hints):
+def test_setup_creates_localhost_on_a_profile_without_one(aiida_profile_tmp, setup_arguments):
     """Any profile, not only `verdi presto`'s: a computer-less profile gets `localhost` and the codes."""
     from aiida.manage.configuration import get_config
     from aiida.orm import Computer
 
     assert not Computer.collection.all()
-    arguments = [
-        *('--profile', aiida_profile_tmp.name, 'setup'),
-        '--pseudo-dir',
-        str(pseudo_dir),
-        '--pseudo-hints',
-        str(hints),
-        '--pseudo-family',
-        FAMILY,
-    ]
+    arguments = ['--profile', aiida_profile_tmp.name, *setup_arguments]
     first = CliRunner().invoke(cli, arguments, catch_exceptions=False)
     assert first.exit_code == 0, first.output
     assert f'Profile `{aiida_profile_tmp.name}`: exists.' in first.output
