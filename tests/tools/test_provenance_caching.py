@@ -28,7 +28,7 @@ def test_cached_prediction_batch_is_reused_and_fast(aiida_profile, shared, petou
         'diel_elec': model_node('diel_elec', PACKAGED_MODELS / 'diel_elec'),
         'diel_ionic': model_node('diel_ionic', PACKAGED_MODELS / 'diel_ionic'),
     }
-    # Models load once per process and the first inference pays a one-off start-up (45–48 s on a 2-core machine): both
+    # Models load once per process and the first inference in a process pays a one-off start-up: both
     # are done before the first run is timed, on another structure, so that it times one batch's work.
     model_sets = {target: load_model_node(node) for target, node in models.items()}
     rows = [
