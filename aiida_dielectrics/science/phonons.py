@@ -42,7 +42,8 @@ class GammaDielectric:
     acoustic: np.ndarray  #: 3N booleans, True for the three acoustic modes
     oscillator_strengths: np.ndarray  #: 3N×3×3, atomic units (e²/m_e)
     born_charges: np.ndarray  #: N×3×3 after imposing charge neutrality
-    born_charge_neutrality_violation: float  #: largest absolute element of ``Σ_κ Z*_κ`` before the correction, e
+    #: largest absolute element of ``Σ_κ Z*_κ`` before the correction, e
+    born_charge_neutrality_violation: float
     dynamically_stable: bool  #: no optical mode imaginary beyond ``IMAGINARY_TOLERANCE_CM1``
 
     @property

@@ -101,7 +101,8 @@ def test_metal_detected_after_scf(qe):
     """Two-atom Al (6 electrons, so fixed occupations are allowed) has no gap: ph.x never runs."""
     structure = fcc_binary(['Al', 'Al'], 5.72, second=(0.5, 0.0, 0.0))  # simple-cubic-like Al₂ cell
     builder = builder_for(qe, structure)
-    builder.symmetrize = orm.Bool(False)  # symmetrised, the cell halves to one atom with an odd electron count
+    # symmetrised, the cell would halve to one atom with an odd electron count
+    builder.symmetrize = orm.Bool(False)
     _, node = run_get_node(builder)
     assert node.exit_status == DfptQeWorkChain.exit_codes.ERROR_METAL.status, node.exit_message
     assert 'band gap' in node.exit_message
