@@ -2,7 +2,7 @@
 
 Each estimator turns the validation z-scores (error / member σ) into one factor s for σ; the table gives
 s and the share of test truths within ±1σ and ±2σ of the mean with σ = s × member spread (a Gaussian:
-0.68 and 0.95). ``training.calibrate`` uses the last one; docs/models.md explains the choice:
+0.68 and 0.95). ``training.calibrate`` uses the last one; docs/topics/models.md explains the choice:
 
     python scripts/calibrate_methods.py ../shared/data/petousis2017/dielectric_constant.csv
 """

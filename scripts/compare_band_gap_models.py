@@ -2,7 +2,7 @@
 
 Prints, per model: gap MAE/RMSE/R²/Spearman, agreement with DFT on the E_gap ≥ 0.5 eV filter, Φ metrics
 with the predicted gap (ε from the packaged ensembles), and single predictions for a few rocksalts and Al.
-The figures in docs/models.md ("Band gap") come from this script:
+The figures in docs/topics/models.md ("Band gap") come from this script:
 
     python scripts/compare_band_gap_models.py ../shared/data/petousis2017/dielectric_constant.csv \
         ../shared/models/matgl/MEGNet-MP-2019.4.1-BandGap-mfi

@@ -28,7 +28,7 @@ PACKAGED_MODELS = pathlib.Path(__file__).parents[1] / 'models'
 
 #: Default model name per predicted quantity. ``band_gap`` is the shipped ensemble fine-tuned on the Petousis
 #: PBE gaps; the pretrained ``MEGNet-MP-2019.4.1-BandGap-mfi`` stays selectable by name (under matgl 4 it
-#: predicts ≈ 0 eV for wide-gap oxides such as MgO, see docs/models.md).
+#: predicts ≈ 0 eV for wide-gap oxides such as MgO, see docs/topics/models.md).
 DEFAULT_MODEL_NAMES = {
     'e_form': 'MEGNet-MP-2018.6.1-Eform',
     'band_gap': 'band_gap',

@@ -315,7 +315,7 @@ class WrenMember:
         symprec: float = protostructure.SYMPREC,
     ):
         """Defaults: on the Petousis split a 4× larger model (dim 64, hidden 128, 3 layers, weight decay
-        1e-4, 150 epochs) reached the same validation MAE, and overfits sooner (docs/wren.md)."""
+        1e-4, 150 epochs) reached the same validation MAE, and overfits sooner (docs/topics/wren.md)."""
         self.architecture_kwargs = {
             'dim': dim,
             'layers': layers,

@@ -177,7 +177,7 @@ def test_shipped_band_gap_ensemble_is_fine_tuned_at_pbe_fidelity_on_the_epsilon_
     assert hyperparameters['state_attr'] == 0  # the PBE fidelity inference calls it with
     for target in ('diel_elec', 'diel_ionic'):  # same seeded split: the same test materials
         assert card['split'] == read_card(PACKAGED_MODELS / target)['split']
-    # The pretrained MEGNet scores MAE 1.24 eV, R² -0.08 on this test split (docs/models.md).
+    # The pretrained MEGNet scores MAE 1.24 eV, R² -0.08 on this test split (docs/topics/models.md).
     assert card['metrics']['test']['mae'] < 1.0 and card['metrics']['test']['r2'] > 0.3
 
 

@@ -51,7 +51,7 @@ def candidates():
     """Rocksalt sulfides and a metal; the gap filter (≥ 0.5 eV, shipped band-gap ensemble) drops the metal.
 
     Sulfides date from the pretrained gap MEGNet, which put MgO and CaO at ~0 eV; the shipped ensemble
-    gives them wide gaps (docs/models.md#band-gap), but the sulfides and their expected DFPT values stay."""
+    gives them wide gaps (docs/topics/models.md#band-gap), but the sulfides and their expected DFPT values stay."""
     aluminium = Structure(
         Lattice.cubic(4.05), ['Al'] * 4, [[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]]
     )
