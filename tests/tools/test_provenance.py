@@ -244,14 +244,14 @@ def test_cached_output_files(aiida_profile):
 def test_caching_from_the_profile_option(aiida_profile):
     """The daemon reads caching from the profile (``verdi config set caching.enabled_for …``), not from
     ``enable_caching``, which only affects the interpreter it runs in."""
-    from aiida.manage.configuration import get_config
+    from aiida import get_profile
 
     numbers, factor = {'w': Float(7.5).store()}, Float(4.0).store()
     _, first = run_in_bulk(scale, factor=factor, numbers=numbers)
-    config = get_config()
-    config.set_option('caching.enabled_for', [first.process_type], scope=aiida_profile.name)
+    profile = get_profile()  # the loaded one: another test's temporary profile may have left its config current
+    profile.set_option('caching.enabled_for', [first.process_type])
     try:
         _, again = run_in_bulk(scale, factor=factor, numbers=numbers)
     finally:
-        config.unset_option('caching.enabled_for', scope=aiida_profile.name)
+        profile.unset_option('caching.enabled_for')
     assert again.base.caching.get_cache_source() == first.uuid
