@@ -176,7 +176,11 @@ def main():
     )
     parser.add_argument('--mpi', type=int, default=2, help='MPI ranks per run.')
     parser.add_argument(
-        '--pools', type=int, nargs='+', default=[1], help='k-point pools (-nk); several to compare.'
+        '--pools',
+        type=int,
+        nargs='+',
+        default=[2],
+        help='k-point pools (-nk; default 2, as the protocols); several to compare.',
     )
     parser.add_argument(
         '--output', type=pathlib.Path, help='JSON file for the results (rewritten after each run).'

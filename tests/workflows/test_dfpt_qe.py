@@ -1,61 +1,14 @@
-"""``DfptQeWorkChain``: a real MgO run with Debian's QE, the early failure modes, the protocol builder."""
-
-import re
-import time
+"""``DfptQeWorkChain``: the early failure modes and the protocol builder (the real MgO run, relax and DFPT, is
+``tests/cli/test_dfpt_as_user.py``)."""
 
 import numpy as np
 import pytest
 from aiida import orm
 from aiida.engine import run_get_node
 
-from aiida_dielectrics.cli.dfpt import result_table
 from aiida_dielectrics.tools import environment
 from aiida_dielectrics.workflows.dfpt.qe.workchain import DfptQeWorkChain, dielectric_from_ph
 from tests.qe_setup import FAMILY, builder_for, fcc_binary
-
-
-def test_mgo_real_dfpt(qe):
-    """MgO rocksalt with pw.x + ph.x: ε∞, ε0, Z* and the TO mode near experiment (3.0, 9.8, 401 cm⁻¹)."""
-    start = time.perf_counter()
-    results, node = run_get_node(builder_for(qe, fcc_binary(['Mg', 'O'], 4.212)))
-    elapsed = time.perf_counter() - start
-    assert node.is_finished_ok, node.exit_message
-    dielectric = results['dielectric']
-    timings = {  # QE's own timing line (rank 0), telling a loaded machine from a slow code
-        calc.process_label: re.findall(
-            r'(?:PWSCF|PHONON)\s*:(.*WALL)', calc.outputs.retrieved.get_object_content('aiida.out')
-        )[-1]
-        for calc in node.called_descendants
-        if isinstance(calc, orm.CalcJobNode)
-    }
-    print(
-        f'MgO DFPT: {elapsed:.1f} s (QE: {timings}); eps_inf {dielectric.diel_elec:.3f}, eps_ion {dielectric.diel_ionic:.3f}, '
-        f'eps0 {dielectric.diel_total:.3f}, gap {dielectric.band_gap:.3f} eV, '
-        f'Z* {dielectric.get_array("born_charges")[:, 0, 0]}, modes {dielectric.get_array("phonon_frequencies_gamma")}'
-    )
-    print(result_table(dielectric, results['structure']))
-    assert 3.0 < dielectric.diel_elec < 3.45
-    assert 8.5 < dielectric.diel_total < 11.5
-    charges = dielectric.get_array('born_charges')
-    assert np.all(
-        (np.abs(np.diagonal(charges, axis1=1, axis2=2)) > 1.9)
-        & (np.abs(np.diagonal(charges, axis1=1, axis2=2)) < 2.1)
-    )
-    assert charges[0, 0, 0] > 0 > charges[1, 0, 0]  # Mg positive, O negative
-    frequencies = dielectric.get_array('phonon_frequencies_gamma')
-    assert np.any((frequencies > 380) & (frequencies < 430))
-    assert 3.0 < dielectric.band_gap < 6.0  # PBE gap of MgO ≈ 4.5 eV (experiment 7.8)
-    assert dielectric.engine == 'qe'
-    assert dielectric.base.attributes.get('dynamically_stable') is True
-    assert dielectric.base.attributes.get('born_charge_neutrality_violation') < 0.05
-    # the DFPT ran on the symmetrised cell, whose provenance parent is the input structure
-    symmetrized = results['structure'].creator
-    assert symmetrized.process_label == 'symmetrize_structure'
-    assert symmetrized.inputs.structure.uuid == node.inputs.structure.uuid
-    # provenance: the dielectric node is made by the calcfunction from the ph.x outputs
-    creator = dielectric.creator
-    assert creator.process_label == 'dielectric_from_ph'
-    assert creator.inputs.ph_retrieved.creator.process_label == 'PhCalculation'
 
 
 def expect_early_exit(qe, structure, exit_code, match):
