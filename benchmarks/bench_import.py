@@ -60,8 +60,7 @@ def main():
     with tempfile.TemporaryDirectory() as folder:
         subset = str(first_rows(arguments.csv.resolve(), arguments.rows, folder))
         seconds = {
-            variant: run_step(__file__, subset, '--variant', variant)['seconds']
-            for variant in VARIANTS
+            variant: run_step(__file__, subset, '--variant', variant)['seconds'] for variant in VARIANTS
         }
     print(f'rows imported: {arguments.rows} (a StructureData and a DielectricData each)')
     for variant, elapsed in seconds.items():

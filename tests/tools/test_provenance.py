@@ -248,7 +248,8 @@ def test_caching_from_the_profile_option(aiida_profile):
 
     numbers, factor = {'w': Float(7.5).store()}, Float(4.0).store()
     _, first = run_in_bulk(scale, factor=factor, numbers=numbers)
-    profile = get_profile()  # the loaded one: another test's temporary profile may have left its config current
+    # The loaded profile: another test's temporary profile may have left its configuration current.
+    profile = get_profile()
     profile.set_option('caching.enabled_for', [first.process_type])
     try:
         _, again = run_in_bulk(scale, factor=factor, numbers=numbers)
