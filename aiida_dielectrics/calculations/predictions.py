@@ -42,12 +42,15 @@ def load_model_node(node: ModelData):
 def predict_structures(**inputs) -> dict:
     """Predict ``structures.<key>`` with ``models.<target>``; outputs ``predictions.<key>`` and ``report``.
 
-    Structures that cannot be predicted are listed with their reason in ``report['skipped']``; the
-    hull energy is taken over this batch (a self-consistent ML hull, see :mod:`.ml.hull`).
+    Structures that cannot be predicted are listed with their reason in ``report['skipped']``. The
+    models give no hull energy: ``e_above_hull.<key>`` (``Float``, e.g. from
+    :func:`.calculations.hull.hull_energies` on the relaxed structure) is recorded on the prediction of
+    ``<key>``, so the prediction links to the hull it was measured against.
     """
     from aiida_dielectrics.ml.inference import COLUMNS, TARGETS, is_missing, predict
 
     structures, models = inputs.get('structures', {}), inputs.get('models', {})
+    hull_energies = inputs.get('e_above_hull', {})
     missing = [target for target in REQUIRED_MODELS if target not in models]
     if missing:
         raise ValueError(f'models.{", models.".join(missing)} missing')
@@ -68,6 +71,8 @@ def predict_structures(**inputs) -> dict:
             skipped[key] = row.reason
             continue
         values = {name: getattr(row, name) for name in predicted}
+        if key in hull_energies:
+            values.update(e_above_hull=hull_energies[key].value, e_above_hull_std=None)
         predictions[key] = PredictionData(
             formula=row.formula,
             protostructure=None if is_missing(row.protostructure) else row.protostructure,
@@ -96,15 +101,24 @@ def pymatgen_structure(node: StructureData):
     )
 
 
-def run_prediction(structures: dict, models: dict, batch_size: int = 64, labels: bool = True):
+def run_prediction(
+    structures: dict,
+    models: dict,
+    batch_size: int = 64,
+    labels: bool = True,
+    e_above_hull: dict | None = None,
+):
     """Run :func:`predict_structures` with its provenance written in bulk (:func:`.provenance.run_in_bulk`).
 
     The graph is the one the engine would write, without its 30–100 ms validation query per link (two
-    links per structure). ``labels=False`` skips the protostructure labels. Returns ``(outputs,
-    process_node)``.
+    links per structure). ``labels=False`` skips the protostructure labels; ``e_above_hull``: hull
+    energies by key (``Float``). Returns ``(outputs, process_node)``.
     """
     parameters = Dict({'batch_size': batch_size, 'labels': labels})
-    return run_in_bulk(predict_structures, structures=structures, models=models, parameters=parameters)
+    extra = {'e_above_hull': e_above_hull} if e_above_hull else {}
+    return run_in_bulk(
+        predict_structures, structures=structures, models=models, parameters=parameters, **extra
+    )
 
 
 def model_node(target: str, model, architecture: str = 'megnet', directory=None) -> ModelData:

@@ -32,6 +32,8 @@ def settings(
     """The ``parameters`` of :func:`relax_structures`: everything that determines its result."""
     if potential not in science.POTENTIALS:
         raise ValueError(f'unknown potential {potential!r}; choose one of {", ".join(science.POTENTIALS)}')
+    if not fmax > 0 or max_steps < 1:
+        raise ValueError(f'fmax must be > 0 and max_steps ≥ 1 (got {fmax}, {max_steps})')
     return {
         'potential': potential,
         'fmax': float(fmax),

@@ -65,9 +65,10 @@ def predict(
 ) -> pd.DataFrame:
     """Predict every quantity in ``model_sets`` for ``structures``; one row per structure, in order.
 
-    ``reference``: PDEntries (formation-energy scale) for the hull; by default the predictions
-    themselves (:func:`.hull.e_above_hull`). ``labels=False`` skips the protostructure labels (symmetry
-    analysis costs more than the models). Quantities without a model set stay NaN.
+    ``reference``: PDEntries (formation-energy scale) for ``e_above_hull`` (:func:`.hull.e_above_hull`);
+    without one it stays NaN, since a hull of the predictions alone knows no competing phase.
+    ``labels=False`` skips the protostructure labels (symmetry analysis costs more than the models).
+    Quantities without a model set stay NaN.
     """
     from tqdm import tqdm
 
@@ -122,11 +123,10 @@ def predict(
         mean, std = model_set.summarize(members)
         table.loc[kept, target] = mean
         table.loc[kept, f'{target}_std'] = std
-    compositions = [structure.composition for structure in structures]
-    if reference is None:  # the predictions ranked against each other: no real competing phase
-        reference = hull.entries_from_formation_energies(compositions, table['e_form'].to_numpy())
-    table['e_above_hull'] = hull.e_above_hull(compositions, table['e_form'].to_numpy(), reference)
-    table['e_above_hull_std'] = table['e_form_std']
+    if reference is not None:
+        compositions = [structure.composition for structure in structures]
+        table['e_above_hull'] = hull.e_above_hull(compositions, table['e_form'].to_numpy(), reference)
+        table['e_above_hull_std'] = table['e_form_std']
     summary = prediction_summary(
         table['diel_elec'].to_numpy(),
         table['diel_elec_std'].to_numpy(),

@@ -46,6 +46,9 @@ COLUMNS = {
 
 TEXT_COLUMNS = ('formula', 'engine', 'protostructure')
 
+#: Extra of a screening campaign's prediction processes: 1 on the generated structures, 2 on the relaxed.
+STAGE_EXTRA = 'screening_stage'
+
 
 def dielectric_filters(
     fom_min: float | None = None,
@@ -120,19 +123,22 @@ def query_dielectrics(
 
 def batch_predictions(process_pks) -> dict[str, PredictionData]:
     """The predictions made by the ``predict_structures`` processes ``process_pks``, by candidate key."""
+    if not process_pks:
+        return {}
     query = QueryBuilder()
     query.append(CalcFunctionNode, filters={'id': {'in': list(process_pks)}}, tag='batch')
     query.append(PredictionData, with_incoming='batch', edge_project='label', project='*')
     return {label.removeprefix('predictions__'): node for node, label in query.all()}
 
 
-def campaign_predictions(workchain) -> dict[str, PredictionData]:
-    """A screening campaign's predictions by candidate key, found from its work chain node (or pk).
+def campaign_predictions(workchain, stage: int = 1) -> dict[str, PredictionData]:
+    """A screening campaign's predictions by candidate key, found from its work chain node (or pk):
+    ``stage`` 1 on the generated structures (every candidate), 2 on the relaxed ones.
 
     They are outputs of the prediction processes the work chain called, not of the work chain itself::
 
         QueryBuilder().append(WorkflowNode, filters={'id': pk}, tag='campaign').append(
-            CalcFunctionNode, with_incoming='campaign', filters={'attributes.process_label': 'predict_structures'},
+            CalcFunctionNode, with_incoming='campaign', filters={'extras.screening_stage': 2},
             tag='batch').append(PredictionData, with_incoming='batch', edge_project='label')
     """
     pk = workchain if isinstance(workchain, int) else workchain.pk
@@ -140,7 +146,7 @@ def campaign_predictions(workchain) -> dict[str, PredictionData]:
     query.append(
         CalcFunctionNode,
         with_incoming='campaign',
-        filters={'attributes.process_label': 'predict_structures'},
+        filters={'attributes.process_label': 'predict_structures', f'extras.{STAGE_EXTRA}': stage},
         project='id',
     )
     return batch_predictions(query.all(flat=True))

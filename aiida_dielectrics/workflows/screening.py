@@ -1,13 +1,25 @@
-"""``dielectrics.screening``: candidates → ML predictions → selection → DFPT → summary.
+"""``dielectrics.screening``: a funnel from many candidates to a few DFPT verifications.
 
-One campaign in one provenance graph: the candidates are a namespace (small campaigns) or a group of
-structures (``candidates_group``, large ones); the predictions come from one calcfunction per batch
-(:func:`aiida_dielectrics.calculations.predictions.predict_structures`), stay its outputs (found from the
-work chain by :func:`aiida_dielectrics.tools.query.campaign_predictions`) and join the campaign group, the selection from :func:`select_candidates`
-(both with their links written in bulk, :func:`aiida_dielectrics.tools.provenance.run_in_bulk`),
-every DFPT verification is a child work chain of the chosen engine (:mod:`aiida_dielectrics.workflows.dfpt`)
-on the candidate's own structure node, relaxed at the DFT level first, and :func:`summarize_campaign` compares prediction with DFPT.
-A failed DFPT child is reported in the summary; it does not stop the others.
+1. every candidate: GNN predictions on the generated structure (one
+   :func:`~aiida_dielectrics.calculations.predictions.predict_structures` per batch), the loose filters
+   (``loose_filters``: no hull yet), the best ``relax_count`` by Φ_adj go on (``preselection``);
+2. those: relaxation with a universal potential (:func:`aiida_dielectrics.calculations.relax.relax`: each
+   relaxed structure links to its candidate through a ``relax_structures`` process, and a structure
+   relaxed before with the same settings is not relaxed again), E_hull of the relaxed energy against the
+   campaign's hull (``hull``: the user's ``hull_entries``, else the offline default of
+   :func:`~aiida_dielectrics.calculations.hull.build_default_hull`), and the GNNs again on the relaxed
+   structures, each prediction carrying its E_hull;
+3. the best ``num_verify`` of those by ``ranking`` among the ones that pass ``filters`` (E_hull ≤
+   ``e_hull_max`` …) (``selection``): a DFPT child work chain of the chosen engine
+   (:mod:`aiida_dielectrics.workflows.dfpt`) each, on the relaxed structure node.
+
+The predictions are outputs of their batch processes (not linked again to this work chain), found by
+:func:`aiida_dielectrics.tools.query.campaign_predictions` with their stage (the batch processes carry
+the extra ``screening_stage``); with ``campaign_group`` the stage-1 predictions join the group
+``<label>/stage-1`` and the relaxed predictions and DFPT results the group ``<label>``. Provenance is
+written in bulk (:func:`aiida_dielectrics.tools.provenance.run_in_bulk`). A failed DFPT child is
+reported in the summary (:func:`summarize_campaign`, with the counts of every stage); it does not stop
+the others.
 """
 
 from __future__ import annotations
@@ -17,22 +29,29 @@ import pandas as pd
 from aiida import orm
 from aiida.engine import ToContext, WorkChain, calcfunction, while_
 
-from aiida_dielectrics.calculations.predictions import predict_structures
+from aiida_dielectrics.calculations import hull as hulls
+from aiida_dielectrics.calculations import relax as relaxations
+from aiida_dielectrics.calculations.predictions import run_prediction, structure_of
 from aiida_dielectrics.data.dielectric import DielectricData
 from aiida_dielectrics.data.model import ModelData
-from aiida_dielectrics.data.prediction import PredictionData
 from aiida_dielectrics.science import selection
+from aiida_dielectrics.science.hull import load_entries
+from aiida_dielectrics.science.relax import DEFAULT_POTENTIAL, FMAX, MAX_STEPS, POTENTIALS
 from aiida_dielectrics.tools.provenance import run_in_bulk
-from aiida_dielectrics.tools.query import batch_predictions
+from aiida_dielectrics.tools.query import STAGE_EXTRA, batch_predictions
 from aiida_dielectrics.workflows.dfpt import engines, load_engine
 
 #: The original study counted a DFPT Φ above 240 eV as a hit (155/2532 ≈ 6 %).
 DEFAULT_HIT_THRESHOLD = 240.0
+#: Before relaxation there is no hull and the gap is that of a guessed cell: only clear metals go.
+LOOSE_FILTERS = {'band_gap_min': selection.DEFAULT_BAND_GAP_MIN / 2}
+#: Filters ``select_candidates`` knows; the loose ones cannot use the hull (stage 1 has none).
+FILTERS = ('e_hull_max', 'band_gap_min', 'elements_min', 'elements_max')
 #: Columns of the selection table, read from the prediction nodes' attributes.
 TABLE_COLUMNS = ('formula', 'e_above_hull', 'band_gap', 'diel_total', 'fom', 'fom_std', 'fom_adj')
 
 
-def prediction_table(predictions: dict[str, PredictionData]) -> pd.DataFrame:
+def prediction_table(predictions: dict) -> pd.DataFrame:
     """One row per prediction (index: its key); missing attributes are NaN."""
     rows = {
         key: {name: node.base.attributes.get(name, np.nan) for name in TABLE_COLUMNS}
@@ -45,15 +64,14 @@ def prediction_table(predictions: dict[str, PredictionData]) -> pd.DataFrame:
 def select_candidates(parameters: orm.Dict, **predictions) -> orm.Dict:
     """Rank the predictions that pass the filters; ``selected`` are the best ``count`` keys, best first.
 
-    ``parameters``: ``count``, ``ranking`` (``fom_adj`` or ``pareto``), ``e_hull_max``, ``band_gap_min``,
-    ``elements_min``, ``elements_max`` (``None`` switches a filter off).
+    ``parameters``: ``count``, ``ranking`` (``fom_adj`` or ``pareto``) and the :data:`FILTERS`
+    (absent or ``None`` switches a filter off).
     """
     options = parameters.get_dict()
     table = prediction_table(predictions)
-    filters = {
-        name: options.get(name) for name in ('e_hull_max', 'band_gap_min', 'elements_min', 'elements_max')
-    }
-    ranked = selection.select(table, None, options.get('ranking', 'fom_adj'), **filters)
+    ranked = selection.select(
+        table, None, options.get('ranking', 'fom_adj'), **{name: options.get(name) for name in FILTERS}
+    )
     keys = [str(key) for key in table.index[ranked]]
     front = selection.pareto_front(table['band_gap'], table['diel_total'])
     return orm.Dict(
@@ -69,10 +87,14 @@ def select_candidates(parameters: orm.Dict, **predictions) -> orm.Dict:
 
 
 @calcfunction
-def summarize_campaign(selection_node: orm.Dict, hit_threshold: orm.Float, **nodes) -> orm.Dict:
-    """ML-vs-DFPT errors and the DFPT hit rate (Φ_DFPT > threshold) over the verified candidates.
+def summarize_campaign(
+    preselection: orm.Dict, selection_node: orm.Dict, funnel: orm.Dict, hit_threshold: orm.Float, **nodes
+) -> orm.Dict:
+    """The counts of every stage, ML-vs-DFPT errors and the DFPT hit rate (Φ_DFPT > threshold).
 
-    ``nodes`` holds ``prediction_<key>`` and ``dielectric_<key>`` for every verified key.
+    ``funnel``: the counts the work chain kept (``candidates``, ``relaxed``, ``relax_failed``,
+    ``with_e_above_hull``, ``hull_source``); ``nodes`` holds ``prediction_<key>`` (on the relaxed
+    structure) and ``dielectric_<key>`` for every verified key.
     """
     verified = sorted(name.removeprefix('dielectric_') for name in nodes if name.startswith('dielectric_'))
     rows = []
@@ -82,6 +104,7 @@ def summarize_campaign(selection_node: orm.Dict, hit_threshold: orm.Float, **nod
             {
                 'key': key,
                 'formula': computed.formula,
+                'e_above_hull': predicted.e_above_hull,
                 'fom_ml': predicted.fom,
                 'fom_dfpt': computed.fom,
                 'diel_total_ml': predicted.diel_total,
@@ -90,10 +113,27 @@ def summarize_campaign(selection_node: orm.Dict, hit_threshold: orm.Float, **nod
                 'band_gap_dfpt': computed.band_gap,
             }
         )
+    counts = funnel.get_dict()
     selected = selection_node['selected']
     summary = {
-        'candidates': selection_node['candidates'],
-        'passed_filters': selection_node['passed_filters'],
+        'stages': {
+            'predict': {
+                'candidates': counts['candidates'],
+                'predicted': preselection['candidates'],
+                'passed_filters': preselection['passed_filters'],
+                'selected': len(preselection['selected']),
+            },
+            'relax': {
+                'relaxed': counts['relaxed'],
+                'failed': counts['relax_failed'],
+                'with_e_above_hull': counts['with_e_above_hull'],
+                'predicted': selection_node['candidates'],
+                'passed_filters': selection_node['passed_filters'],
+                'selected': len(selected),
+            },
+            'verify': {'verified': len(rows), 'failed': sorted(set(selected) - set(verified))},
+        },
+        'hull_source': counts['hull_source'],
         'selected': len(selected),
         'verified': len(rows),
         'failed': sorted(set(selected) - set(verified)),
@@ -110,7 +150,7 @@ def summarize_campaign(selection_node: orm.Dict, hit_threshold: orm.Float, **nod
 
 
 class ScreeningWorkChain(WorkChain):
-    """Screen candidate structures with the ML models and verify the best by DFPT."""
+    """Screen candidate structures through the funnel: GNNs, relaxation and hull, DFPT of the best."""
 
     @classmethod
     def define(cls, spec):
@@ -131,12 +171,48 @@ class ScreeningWorkChain(WorkChain):
         )
         spec.input_namespace('models', valid_type=ModelData, dynamic=True, help='Models by target.')
         spec.input(
+            'loose_filters',
+            valid_type=orm.Dict,
+            default=lambda: orm.Dict(LOOSE_FILTERS),
+            validator=validate_loose_filters,
+            help='Stage 1, on the generated structures: band_gap_min (eV), elements_min, elements_max; '
+            'no e_hull_max (there is no hull before relaxation).',
+        )
+        spec.input(
+            'relax_count',
+            valid_type=orm.Int,
+            default=lambda: orm.Int(20),
+            validator=validate_positive,
+            help='How many of stage 1 (best Φ_adj) to relax and predict again.',
+        )
+        spec.input_namespace('relaxation', help='Stage 2: how to relax (universal potential, settings).')
+        spec.input(
+            'relaxation.potential',
+            valid_type=orm.Str,
+            default=lambda: orm.Str(DEFAULT_POTENTIAL),
+            help=f'One of {", ".join(POTENTIALS)}.',
+        )
+        spec.input('relaxation.fmax', valid_type=orm.Float, default=lambda: orm.Float(FMAX))
+        spec.input('relaxation.max_steps', valid_type=orm.Int, default=lambda: orm.Int(MAX_STEPS))
+        spec.inputs['relaxation'].validator = validate_relaxation
+        spec.input(
+            'hull_entries',
+            valid_type=orm.SinglefileData,
+            required=False,
+            validator=validate_hull_entries,
+            help='JSON file of pymatgen entries (e.g. Materials Project entries from mp-api) for the hull; '
+            "default: the offline hull of the potential's element references and the stored known "
+            "structures of the candidates' chemical systems.",
+        )
+        spec.input(
             'filters',
             valid_type=orm.Dict,
             default=lambda: orm.Dict(
                 {'e_hull_max': selection.DEFAULT_E_HULL_MAX, 'band_gap_min': selection.DEFAULT_BAND_GAP_MIN}
             ),
-            help='e_hull_max (eV/atom), band_gap_min (eV), elements_min, elements_max; null switches one off.',
+            validator=validate_filters,
+            help='Stage 3, on the relaxed structures: e_hull_max (eV/atom), band_gap_min (eV), '
+            'elements_min, elements_max; null switches one off.',
         )
         spec.input(
             'ranking',
@@ -149,16 +225,25 @@ class ScreeningWorkChain(WorkChain):
             ),
         )
         spec.input(
-            'num_verify', valid_type=orm.Int, default=lambda: orm.Int(5), help='How many to verify by DFPT.'
+            'num_verify',
+            valid_type=orm.Int,
+            default=lambda: orm.Int(5),
+            validator=validate_positive,
+            help='How many to verify by DFPT.',
         )
         spec.input(
             'max_concurrent',
             valid_type=orm.Int,
             default=lambda: orm.Int(2),
+            validator=validate_positive,
             help='DFPT runs at the same time.',
         )
         spec.input(
-            'batch_size', valid_type=orm.Int, default=lambda: orm.Int(64), help='Structures per GNN batch.'
+            'batch_size',
+            valid_type=orm.Int,
+            default=lambda: orm.Int(64),
+            validator=validate_positive,
+            help='Structures per GNN batch.',
         )
         spec.input(
             'hit_threshold',
@@ -170,7 +255,8 @@ class ScreeningWorkChain(WorkChain):
             'campaign_group',
             valid_type=orm.Str,
             required=False,
-            help='Label of a group that collects the predictions and DFPT results (for query, plot, export).',
+            help='Label of a group that collects the relaxed predictions and DFPT results (for query, '
+            'plot, export); the stage-1 predictions go to `<label>/stage-1`.',
         )
         spec.input_namespace('dfpt', help='How to verify: the engine and its protocol inputs.')
         spec.input(
@@ -205,14 +291,27 @@ class ScreeningWorkChain(WorkChain):
         spec.inputs['models'].validator = validate_models
         spec.outline(
             cls.predict,
+            cls.preselect,
+            cls.relax,
+            cls.measure_hull,
+            cls.predict_relaxed,
             cls.select,
             while_(cls.has_unverified)(cls.run_dfpt, cls.inspect_dfpt),
             cls.summarize,
         )
-        spec.output('selection', valid_type=orm.Dict)
-        spec.output_namespace('dielectrics', valid_type=DielectricData, dynamic=True)
+        spec.output('preselection', valid_type=orm.Dict, help='Stage 1: the ranking, and who is relaxed.')
+        spec.output_namespace(
+            'relaxed', valid_type=orm.StructureData, dynamic=True, help='Stage 2: the relaxed candidates.'
+        )
+        spec.output('hull', valid_type=orm.Dict, required=False, help='The reference hull of stage 2.')
+        spec.output('selection', valid_type=orm.Dict, help='Stage 2: the ranking, and who is verified.')
+        spec.output_namespace('dielectrics', valid_type=DielectricData, dynamic=True, help='Stage 3: DFPT.')
         spec.output('summary', valid_type=orm.Dict)
         spec.exit_code(310, 'ERROR_NOTHING_PREDICTED', message='No candidate could be predicted: {reasons}.')
+        spec.exit_code(
+            311, 'ERROR_NOTHING_TO_RELAX', message='No candidate passed the loose filters {filters}.'
+        )
+        spec.exit_code(312, 'ERROR_NOTHING_RELAXED', message='No candidate could be relaxed: {reasons}.')
         spec.exit_code(320, 'ERROR_NOTHING_SELECTED', message='No candidate passed the filters {filters}.')
         spec.exit_code(400, 'ERROR_ALL_DFPT_FAILED', message='Every DFPT verification failed.')
 
@@ -225,48 +324,125 @@ class ScreeningWorkChain(WorkChain):
         query.append(orm.StructureData, with_group='group')
         return {f'n{node.pk}': node for node in query.all(flat=True)}
 
-    def predict(self):
-        """Predict in batches; each batch is one process whose outputs are the predictions (not linked
-        again to this work chain: :func:`aiida_dielectrics.tools.query.campaign_predictions` finds them)."""
-        structures = self.candidate_structures()
-        keys = sorted(structures)
+    def campaign_group(self, suffix: str = '') -> orm.Group | None:
+        if 'campaign_group' not in self.inputs:
+            return None
+        return orm.Group.collection.get_or_create(label=self.inputs.campaign_group.value + suffix)[0]
+
+    def predict_batches(self, structures: dict, stage: int, group, e_above_hull=None) -> tuple[list, dict]:
+        """Predict ``structures`` in batches, each one process (extra ``screening_stage``) whose outputs
+        are the predictions (not linked again to this work chain); returns the processes' pks and the
+        reasons of the structures not predicted."""
+        keys, e_above_hull = sorted(structures), e_above_hull or {}
         size = self.inputs.batch_size.value
-        group = self.campaign_group()
-        self.ctx.prediction_batches, skipped, predicted = [], {}, 0
+        batches, skipped = [], {}
         for start in range(0, len(keys), size):
-            results, process = run_in_bulk(
-                predict_structures,
-                structures={key: structures[key] for key in keys[start : start + size]},
-                models=dict(self.inputs.models),
-                parameters=orm.Dict({'batch_size': size}),
+            chunk = keys[start : start + size]
+            results, process = run_prediction(
+                {key: structures[key] for key in chunk},
+                dict(self.inputs.models),
+                size,
+                e_above_hull={key: e_above_hull[key] for key in chunk if key in e_above_hull},
             )
-            self.ctx.prediction_batches.append(process.pk)
-            predictions = results.get('predictions', {})
-            predicted += len(predictions)
+            process.base.extras.set(STAGE_EXTRA, stage)
+            batches.append(process.pk)
             if group is not None:
-                group.add_nodes(list(predictions.values()))
+                group.add_nodes(list(results.get('predictions', {}).values()))
             skipped.update(results['report']['skipped'])
         for key, reason in skipped.items():
-            self.report(f'candidate {key} not predicted: {reason}')
-        self.report(
-            f'{predicted} of {len(keys)} candidates predicted in {len(self.ctx.prediction_batches)} batches'
+            self.report(f'stage {stage}: {key} not predicted: {reason}')
+        return batches, skipped
+
+    def predict(self):
+        """Stage 1: every candidate through the GNNs, as generated."""
+        structures = self.candidate_structures()
+        self.ctx.candidates = len(structures)
+        self.ctx.stage1_batches, skipped = self.predict_batches(
+            structures, 1, self.campaign_group('/stage-1')
         )
+        predicted = len(structures) - len(skipped)
+        self.report(f'stage 1: {predicted} of {len(structures)} candidates predicted')
         if not predicted:
             reasons = '; '.join(sorted(set(skipped.values())))[:300]
             return self.exit_codes.ERROR_NOTHING_PREDICTED.format(reasons=reasons)
 
-    def campaign_group(self) -> orm.Group | None:
-        if 'campaign_group' not in self.inputs:
-            return None
-        return orm.Group.collection.get_or_create(label=self.inputs.campaign_group.value)[0]
+    def preselect(self):
+        """Stage 1 → 2: the loose filters, then the best ``relax_count`` by Φ_adj."""
+        parameters = {
+            **self.inputs.loose_filters.get_dict(),
+            'count': self.inputs.relax_count.value,
+            'ranking': 'fom_adj',
+        }
+        predictions = batch_predictions(self.ctx.stage1_batches)
+        chosen, _ = run_in_bulk(select_candidates, parameters=orm.Dict(parameters), **predictions)
+        self.out('preselection', chosen)
+        self.ctx.preselection = chosen
+        self.ctx.to_relax = {key: predictions[key].pk for key in chosen['selected']}
+        self.report(
+            f'stage 1: {chosen["passed_filters"]} of {chosen["candidates"]} pass the loose filters; '
+            f'relaxing {len(self.ctx.to_relax)}'
+        )
+        if not self.ctx.to_relax:
+            return self.exit_codes.ERROR_NOTHING_TO_RELAX.format(filters=self.inputs.loose_filters.get_dict())
+
+    def relaxation_settings(self) -> dict:
+        return {name: port.value for name, port in self.inputs.relaxation.items()}
+
+    def relax(self):
+        """Stage 2: relax the preselected candidates (or find their relaxation already stored); only
+        converged relaxations go on."""
+        structures = {key: structure_of(orm.load_node(pk)) for key, pk in self.ctx.to_relax.items()}
+        found = relaxations.relax(structures, **self.relaxation_settings())
+        self.ctx.relaxed, self.ctx.relax_failed = {}, {}
+        for key in sorted(found):
+            result = found[key]['results']
+            if 'relaxed' in found[key] and result['reason'] is None:
+                self.ctx.relaxed[key] = {'structure': found[key]['relaxed'].pk, 'results': result.pk}
+                self.out(f'relaxed.{key}', found[key]['relaxed'])
+            else:
+                self.ctx.relax_failed[key] = result['reason']
+                self.report(f'stage 2: {key} not relaxed: {result["reason"]}')
+        self.report(f'stage 2: {len(self.ctx.relaxed)} of {len(structures)} relaxed')
+        if not self.ctx.relaxed:
+            reasons = '; '.join(sorted(set(self.ctx.relax_failed.values())))[:300]
+            return self.exit_codes.ERROR_NOTHING_RELAXED.format(reasons=reasons)
+
+    def measure_hull(self):
+        """Stage 2: the campaign's hull (the user's entries, else the default) and E_hull of the relaxed
+        energies against it (the relaxed candidates compete with each other too)."""
+        results = {key: orm.load_node(value['results']) for key, value in self.ctx.relaxed.items()}
+        if 'hull_entries' in self.inputs:
+            reference = hulls.hull_from_entries(self.inputs.hull_entries)
+        else:
+            settings = self.relaxation_settings()
+            reference = hulls.build_default_hull(
+                [result['composition'] for result in results.values()], **settings
+            )
+        self.out('hull', reference)
+        outputs, _ = hulls.run_hull_energies(reference, results)
+        self.ctx.hull_source = reference['source']
+        self.ctx.e_above_hull = {key: node.pk for key, node in outputs.get('e_above_hull', {}).items()}
+        for key, reason in outputs['report']['missing'].items():
+            self.report(f'stage 2: no E_hull for {key}: {reason}')
+        self.report(
+            f'stage 2: E_hull of {len(self.ctx.e_above_hull)} of {len(results)} against the '
+            f'{reference["source"]} hull<{reference.pk}>'
+        )
+
+    def predict_relaxed(self):
+        """Stage 2: the GNNs again, on the relaxed structures, each prediction with its E_hull."""
+        structures = {key: orm.load_node(value['structure']) for key, value in self.ctx.relaxed.items()}
+        e_above_hull = {key: orm.load_node(pk) for key, pk in self.ctx.e_above_hull.items()}
+        self.ctx.stage2_batches, _ = self.predict_batches(structures, 2, self.campaign_group(), e_above_hull)
 
     def select(self):
+        """Stage 2 → 3: ``filters`` (with the hull now), then the best ``num_verify``."""
         parameters = {
             **self.inputs.filters.get_dict(),
             'count': self.inputs.num_verify.value,
             'ranking': self.inputs.ranking.value,
         }
-        predictions = batch_predictions(self.ctx.prediction_batches)
+        predictions = batch_predictions(self.ctx.stage2_batches)
         chosen, _ = run_in_bulk(select_candidates, parameters=orm.Dict(parameters), **predictions)
         self.out('selection', chosen)
         self.ctx.selection = chosen
@@ -274,8 +450,8 @@ class ScreeningWorkChain(WorkChain):
         self.ctx.selected = {key: predictions[key].pk for key in self.ctx.queue}  # the checkpoint stays small
         self.ctx.verified = {}
         self.report(
-            f'{chosen["passed_filters"]} of {chosen["candidates"]} candidates pass the filters; '
-            f'verifying {len(self.ctx.queue)}: {", ".join(self.ctx.queue)}'
+            f'stage 2: {chosen["passed_filters"]} of {chosen["candidates"]} relaxed candidates pass the '
+            f'filters; verifying {len(self.ctx.queue)}: {", ".join(self.ctx.queue)}'
         )
         if not self.ctx.queue:
             return self.exit_codes.ERROR_NOTHING_SELECTED.format(filters=self.inputs.filters.get_dict())
@@ -284,18 +460,16 @@ class ScreeningWorkChain(WorkChain):
         return bool(self.ctx.queue)
 
     def run_dfpt(self):
-        """Launch up to ``max_concurrent`` DFPT work chains; the next batch starts when these finish."""
+        """Stage 3: launch up to ``max_concurrent`` DFPT work chains on the relaxed structures; the next
+        batch starts when these finish."""
         self.ctx.batch = [
             self.ctx.queue.pop(0) for _ in range(min(self.inputs.max_concurrent.value, len(self.ctx.queue)))
         ]
         launched = {}
         for key in self.ctx.batch:
             prediction = orm.load_node(self.ctx.selected[key])
-            structure = (
-                prediction.creator.base.links.get_incoming(link_label_filter=f'structures__{key}').one().node
-            )
             try:
-                node = self.submit(dfpt_builder(self.inputs.dfpt, structure))
+                node = self.submit(dfpt_builder(self.inputs.dfpt, structure_of(prediction)))
             except ValueError as exception:  # refused by the engine's input validation
                 self.report(f'DFPT of {key} refused: {str(exception).splitlines()[-1]}')
                 continue
@@ -319,8 +493,19 @@ class ScreeningWorkChain(WorkChain):
         verified = self.ctx.verified
         nodes = {f'dielectric_{key}': node for key, node in verified.items()}
         nodes.update({f'prediction_{key}': orm.load_node(self.ctx.selected[key]) for key in verified})
+        funnel = {
+            'candidates': self.ctx.candidates,
+            'relaxed': len(self.ctx.relaxed),
+            'relax_failed': self.ctx.relax_failed,
+            'with_e_above_hull': len(self.ctx.e_above_hull),
+            'hull_source': self.ctx.hull_source,
+        }
         summary = summarize_campaign(
-            selection_node=self.ctx.selection, hit_threshold=self.inputs.hit_threshold, **nodes
+            preselection=self.ctx.preselection,
+            selection_node=self.ctx.selection,
+            funnel=orm.Dict(funnel),
+            hit_threshold=self.inputs.hit_threshold,
+            **nodes,
         )
         self.out('summary', summary)
         group = self.campaign_group()
@@ -347,6 +532,40 @@ def validate_candidates(inputs, _):
         query = orm.QueryBuilder().append(orm.Group, filters={'id': group[0].pk}, tag='group')
         if not query.append(orm.StructureData, with_group='group').count():
             return f'group `{label}` holds no StructureData'
+    return None
+
+
+def validate_positive(value, port):
+    return None if value.value >= 1 else f'{port.name} must be at least 1, got {value.value}'
+
+
+def validate_filters(value, _, allowed=FILTERS):
+    unknown = sorted(set(value.get_dict()) - set(allowed))
+    return f'unknown filter(s) {", ".join(unknown)}; known: {", ".join(allowed)}' if unknown else None
+
+
+def validate_loose_filters(value, port):
+    if 'e_hull_max' in value.get_dict():
+        return 'loose_filters cannot use e_hull_max: there is no hull before relaxation (use `filters`)'
+    return validate_filters(value, port, allowed=FILTERS[1:])
+
+
+def validate_relaxation(namespace, _):
+    """The potential must be known, ``fmax`` positive and ``max_steps`` at least 1."""
+    try:
+        relaxations.settings(**{name: port.value for name, port in namespace.items()})
+    except ValueError as exception:
+        return str(exception)
+    return None
+
+
+def validate_hull_entries(value, _):
+    """The file must hold pymatgen entries (read now, so that a bad file fails at submission)."""
+    try:
+        with value.as_path() as path:
+            load_entries(path)
+    except ValueError as exception:
+        return f'hull_entries: {str(exception).replace(str(path), value.filename)}'
     return None
 
 

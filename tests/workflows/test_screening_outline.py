@@ -1,0 +1,313 @@
+"""Step through ``ScreeningWorkChain``'s funnel with fake child nodes: no GNN, no potential, no DFPT code.
+
+The GNN batches and the relaxations are stand-in calcfunctions with the real ones' link labels, so the
+steps find predictions, candidates and relaxed structures as in a campaign; the hull from a user's
+entries file and the selections are the real calcfunctions.
+"""
+
+import uuid
+
+import numpy as np
+import pytest
+from aiida import orm
+from aiida.engine import calcfunction
+from monty.serialization import dumpfn
+from pymatgen.core import Composition, Lattice, Structure
+from pymatgen.entries.computed_entries import ComputedEntry
+
+from aiida_dielectrics.calculations import hull as hulls
+from aiida_dielectrics.calculations import relax as relaxations
+from aiida_dielectrics.calculations.predictions import model_node
+from aiida_dielectrics.data import DielectricData, PredictionData
+from aiida_dielectrics.ml.loading import PACKAGED_MODELS
+from aiida_dielectrics.tools.provenance import run_in_bulk
+from aiida_dielectrics.tools.query import STAGE_EXTRA, batch_predictions
+from aiida_dielectrics.workflows import screening
+from aiida_dielectrics.workflows.screening import ScreeningWorkChain
+from tests.qe_setup import FAMILY, OPTIONS
+
+#: formula → predicted (gap, ε_elec, ε_ionic): Al is a metal, BaO the best Φ, CaO next, MgO last.
+VALUES = {'Al': (0.0, 1.0, 0.0), 'MgO': (5.0, 3.0, 7.0), 'CaO': (4.0, 3.5, 12.0), 'BaO': (3.0, 4.0, 40.0)}
+#: formula → relaxed energy (eV/atom, MP2020 scale) against the entries below: MgO 0.02 above the
+#: known MgO, CaO 0.3 above the known CaO; BaO does not converge.
+RELAXED = {'MgO': -5.98, 'CaO': -5.7}
+
+
+def rocksalt(cation, anion, a):
+    cell = Structure.from_spacegroup('Fm-3m', Lattice.cubic(a), [cation, anion], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    return orm.StructureData(pymatgen=cell.get_primitive_structure())
+
+
+def candidates():
+    aluminium = Structure(Lattice.cubic(2.86), ['Al'], [[0, 0, 0]])
+    return {
+        'al': orm.StructureData(pymatgen=aluminium),
+        'bao': rocksalt('Ba', 'O', 5.5),
+        'cao': rocksalt('Ca', 'O', 4.9),
+        'mgo': rocksalt('Mg', 'O', 4.3),
+    }
+
+
+@calcfunction
+def predict_structures(**inputs):
+    """Stand-in for the GNN batch: :data:`VALUES` by formula, and the hull energies it is given."""
+    hull = inputs.get('e_above_hull', {})
+    predictions = {}
+    for key, node in inputs['structures'].items():
+        formula = node.get_pymatgen().composition.reduced_formula
+        gap, elec, ionic = VALUES[formula]
+        predictions[key] = PredictionData(
+            formula=formula,
+            band_gap=gap,
+            band_gap_std=0.1,
+            diel_elec=elec,
+            diel_elec_std=0.1,
+            diel_ionic=ionic,
+            diel_ionic_std=1.0,
+            e_above_hull=hull[key].value if key in hull else None,
+        )
+    return {'predictions': predictions, 'report': orm.Dict({'predicted': len(predictions), 'skipped': {}})}
+
+
+def run_prediction(structures, models, batch_size, e_above_hull=None):
+    extra = {'e_above_hull': e_above_hull} if e_above_hull else {}
+    return run_in_bulk(predict_structures, structures=structures, **extra)
+
+
+@calcfunction
+def relax_structures(**inputs):
+    """Stand-in for the relaxation batch: cells shrunk by 1 %, energies from :data:`RELAXED`."""
+    relaxed, results = {}, {}
+    for key, node in inputs['structures'].items():
+        structure = node.get_pymatgen()
+        formula = structure.composition.reduced_formula
+        energy = RELAXED.get(formula)
+        results[key] = orm.Dict(
+            {
+                'composition': {str(el): float(n) for el, n in structure.composition.items()},
+                'energy_mp': energy,
+                'potential': 'sevennet-0',
+                'reason': None if energy is not None else 'not converged within 500 steps (fmax 0.05 eV/Å)',
+                'mp_reason': None,
+                'volume_change': -0.03,
+            }
+        )
+        relaxed[key] = orm.StructureData(pymatgen=structure.scale_lattice(0.97 * structure.volume))
+    return {'relaxed': relaxed, 'results': results}
+
+
+def relax(structures, **settings):
+    outputs, _ = run_in_bulk(relax_structures, structures=structures)
+    return {
+        key: {'results': outputs['results'][key], 'relaxed': outputs['relaxed'][key]} for key in structures
+    }
+
+
+@pytest.fixture
+def entries_file(tmp_path):
+    """A user's MP-style entries: the elements at 0 and −5 eV/atom (O), rocksalt MgO and CaO known."""
+    path = tmp_path / 'entries.json'
+    dumpfn(
+        [
+            ComputedEntry('Mg', 0.0, entry_id='mp-153'),
+            ComputedEntry('Ca', 0.0, entry_id='mp-45'),
+            ComputedEntry('Ba', 0.0, entry_id='mp-122'),
+            ComputedEntry('O2', -10.0, entry_id='mp-12957'),
+            ComputedEntry('MgO', -12.0, entry_id='mp-1265'),
+            ComputedEntry('CaO', -12.0, entry_id='mp-2605'),
+        ],
+        path,
+    )
+    return orm.SinglefileData(path)
+
+
+@pytest.fixture
+def builder(qe):
+    pw, ph = qe
+    builder = ScreeningWorkChain.get_builder()
+    builder.candidates = candidates()
+    builder.models = {
+        target: model_node(target, PACKAGED_MODELS / target)
+        for target in ('band_gap', 'diel_elec', 'diel_ionic')
+    }
+    builder.relax_count = orm.Int(2)
+    builder.num_verify = orm.Int(1)
+    builder.campaign_group = orm.Str(f'funnel-{uuid.uuid4().hex[:8]}')  # no profile reset: fast
+    builder.dfpt = {
+        'potential_family': orm.Str(FAMILY),
+        'codes': {'pw': pw, 'ph': ph},
+        'options': orm.Dict(OPTIONS),
+    }
+    return builder
+
+
+@pytest.fixture
+def fakes(monkeypatch):
+    monkeypatch.setattr(screening, 'run_prediction', run_prediction)
+    monkeypatch.setattr(relaxations, 'relax', relax)
+
+
+def stage_two(process):
+    """Run the steps up to and including stage 2's predictions."""
+    for step in (
+        process.predict,
+        process.preselect,
+        process.relax,
+        process.measure_hull,
+        process.predict_relaxed,
+    ):
+        assert step() is None, step.__name__
+
+
+def test_funnel_stages_with_a_users_hull(
+    builder, entries_file, fakes, generate_workchain, generate_workflow_node
+):
+    builder.hull_entries = entries_file
+    process = generate_workchain(builder)
+    stage_two(process)
+
+    # Stage 1: all four predicted; the metal fails the loose gap filter; the best two by Φ_adj go on.
+    preselection = process.outputs['preselection']
+    assert preselection['candidates'] == 4 and preselection['passed_filters'] == 3
+    assert preselection['selected'] == ['bao', 'cao']
+    assert len(orm.load_group(f'{builder.campaign_group.value}/stage-1').nodes) == 4
+
+    # Stage 2: BaO did not converge; CaO relaxed, linked to its candidate through the relax process.
+    assert process.ctx.relax_failed == {'bao': 'not converged within 500 steps (fmax 0.05 eV/Å)'}
+    relaxed = process.outputs['relaxed']['cao']
+    assert relaxed.creator.inputs.structures.cao.uuid == builder.candidates['cao'].uuid
+    hull = process.outputs['hull']
+    assert hull['source'] == 'entries' and hull.creator.inputs.entries.uuid == entries_file.uuid
+    second = batch_predictions(process.ctx.stage2_batches)  # not called by a running work chain
+    assert list(second) == ['cao'] and second['cao'].creator.base.extras.get(STAGE_EXTRA) == 2
+    assert second['cao'].e_above_hull == pytest.approx(0.3)
+    assert second['cao'].creator.inputs.structures.cao.uuid == relaxed.uuid
+    assert second['cao'].creator.inputs.e_above_hull.cao.creator.inputs.hull.uuid == hull.uuid
+    assert len(batch_predictions(process.ctx.stage1_batches)) == 4
+    assert [node.uuid for node in orm.load_group(builder.campaign_group.value).nodes] == [second['cao'].uuid]
+
+    # Stage 3: CaO's E_hull (0.3) fails e_hull_max 0.1: nothing to verify.
+    assert process.select().status == ScreeningWorkChain.exit_codes.ERROR_NOTHING_SELECTED.status
+    assert process.outputs['selection']['passed_filters'] == 0
+
+
+def test_dfpt_of_the_relaxed_structure_and_the_summary(
+    builder, entries_file, fakes, generate_workchain, generate_workflow_node
+):
+    builder.hull_entries = entries_file
+    builder.relax_count = orm.Int(3)  # MgO too: 0.02 eV/atom above the known MgO
+    process = generate_workchain(builder)
+    stage_two(process)
+    assert process.select() is None
+    assert process.outputs['selection']['selected'] == ['mgo']
+    prediction = orm.load_node(process.ctx.selected['mgo'])
+    assert prediction.e_above_hull == pytest.approx(0.02)
+
+    launched = []
+    process.submit = lambda builder: launched.append(builder) or orm.WorkflowNode()
+    process.run_dfpt()
+    (child,) = launched
+    assert child.structure.uuid == process.outputs['relaxed']['mgo'].uuid  # DFT starts from the relaxed
+
+    dielectric = DielectricData(
+        epsilon_electronic=np.eye(3) * 3.2,
+        epsilon_ionic=np.eye(3) * 6.6,
+        band_gap=4.5,
+        engine='qe',
+        formula='MgO',
+    )
+    process.ctx['dfpt_mgo'] = generate_workflow_node(outputs={'dielectric': dielectric})
+    process.inspect_dfpt()
+    assert process.summarize() is None
+    summary = process.outputs['summary'].get_dict()
+    assert summary['stages']['predict'] == {
+        'candidates': 4,
+        'predicted': 4,
+        'passed_filters': 3,
+        'selected': 3,
+    }
+    relax_stage = summary['stages']['relax']
+    assert relax_stage['relaxed'] == 2 and list(relax_stage['failed']) == ['bao']
+    assert relax_stage['with_e_above_hull'] == 2 and relax_stage['passed_filters'] == 1
+    assert summary['stages']['verify'] == {'verified': 1, 'failed': []}
+    assert summary['hull_source'] == 'entries'
+    assert summary['results'][0]['e_above_hull'] == pytest.approx(0.02)
+    assert summary['results'][0]['fom_dfpt'] == pytest.approx(dielectric.fom)
+    assert dielectric.uuid in {node.uuid for node in orm.load_group(builder.campaign_group.value).nodes}
+
+
+def test_default_hull_of_the_relaxed_compositions(builder, fakes, generate_workchain, monkeypatch):
+    """Without entries the hull is the default one, built for the relaxed candidates with their potential."""
+    asked = {}
+
+    def build_default_hull(compositions, **settings):
+        asked.update(compositions=compositions, **settings)
+        elements = {
+            symbol: orm.Dict(
+                {'composition': {symbol: 1.0}, 'energy': energy, 'reason': None, 'potential': 'chgnet'}
+            )
+            for symbol, energy in (('Ca', 0.0), ('Mg', 0.0), ('O', -5.0))
+        }
+        return hulls.default_hull(elements=elements)
+
+    monkeypatch.setattr(hulls, 'build_default_hull', build_default_hull)
+    builder.relaxation = {'potential': orm.Str('chgnet')}
+    builder.relax_count = orm.Int(3)
+    process = generate_workchain(builder)
+    for step in (process.predict, process.preselect, process.relax):
+        assert step() is None
+    process.measure_hull()
+    assert sorted(Composition(c).reduced_formula for c in asked['compositions']) == ['CaO', 'MgO']
+    assert asked['potential'] == 'chgnet' and asked['max_steps'] == relaxations.science.MAX_STEPS
+    assert process.outputs['hull']['source'] == 'default'
+    # The stand-in relaxations say sevennet-0, the hull chgnet: no E_hull, with the reason.
+    assert process.ctx.e_above_hull == {}
+
+
+def test_nothing_to_relax_and_nothing_relaxed(builder, fakes, generate_workchain, monkeypatch):
+    builder.loose_filters = orm.Dict({'band_gap_min': 10.0})
+    process = generate_workchain(builder)
+    assert process.predict() is None
+    exit_code = process.preselect()
+    assert exit_code.status == ScreeningWorkChain.exit_codes.ERROR_NOTHING_TO_RELAX.status
+    assert 'band_gap_min' in exit_code.message
+
+    builder.loose_filters = orm.Dict({})
+    builder.relax_count = orm.Int(1)  # BaO only, which does not converge
+    process = generate_workchain(builder)
+    assert process.predict() is None and process.preselect() is None
+    exit_code = process.relax()
+    assert exit_code.status == ScreeningWorkChain.exit_codes.ERROR_NOTHING_RELAXED.status
+    assert 'not converged' in exit_code.message
+
+
+@pytest.mark.parametrize(
+    ('name', 'value', 'message'),
+    [
+        ('loose_filters', orm.Dict, 'no hull before relaxation'),
+        ('filters', orm.Dict, 'unknown filter'),
+        ('relax_count', orm.Int, 'relax_count must be at least 1'),
+        ('relaxation', 'mace', 'unknown potential'),
+        ('relaxation', 0.0, 'fmax must be > 0'),
+    ],
+)
+def test_bad_inputs_are_refused(aiida_profile, name, value, message):
+    builder = ScreeningWorkChain.get_builder()  # each port is validated as it is set
+    bad = {
+        'loose_filters': lambda: orm.Dict({'e_hull_max': 0.1}),
+        'filters': lambda: orm.Dict({'e_hull': 0.1}),
+        'relax_count': lambda: orm.Int(0),
+        'relaxation': lambda: (
+            {'potential': orm.Str(value)} if isinstance(value, str) else {'fmax': orm.Float(value)}
+        ),
+    }
+    with pytest.raises(ValueError, match=message):
+        setattr(builder, name, bad[name]())
+
+
+def test_a_bad_entries_file_is_refused(aiida_profile, tmp_path):
+    builder = ScreeningWorkChain.get_builder()
+    path = tmp_path / 'entries.json'
+    path.write_text('{"not": "entries"}')
+    with pytest.raises(ValueError, match=r'hull_entries: entries\.json holds no list of entries'):
+        builder.hull_entries = orm.SinglefileData(path)
