@@ -19,12 +19,14 @@ def reduced_formula(structure: StructureData) -> str:
 
 
 class DielectricData(ArrayData):
-    """Electronic and ionic dielectric tensors with the band gap, and their queryable scalar summaries.
+    """Electronic and ionic dielectric tensors, the band gap where known, and their queryable scalar summaries.
 
     Tensors are validated and symmetrised on construction (see :mod:`aiida_dielectrics.science.tensors`).
-    Attributes ``diel_elec``, ``diel_ionic``, ``diel_total`` (mean eigenvalues), ``band_gap`` (eV),
-    ``fom`` (eV), ``formula``, ``engine`` and, when known, ``e_above_hull`` are plain numbers and strings
-    so that ``QueryBuilder`` filters on them.
+    Attributes ``diel_elec``, ``diel_ionic``, ``diel_total`` (mean eigenvalues), ``formula``, ``engine``
+    and, when known, ``band_gap`` (eV), ``fom`` (eV) and ``e_above_hull`` are plain numbers and strings
+    so that ``QueryBuilder`` filters on them. ``band_gap=None`` is for imported data that have no gap
+    (mp-dfpt-extra): such a node has neither ``band_gap`` nor ``fom`` (Φ = ε_total·E_gap needs the gap),
+    so a filter or ordering on either leaves it out, as ``e_above_hull`` does for nodes without a hull.
     """
 
     def __init__(
@@ -32,7 +34,7 @@ class DielectricData(ArrayData):
         *,
         epsilon_electronic,
         epsilon_ionic,
-        band_gap: float,
+        band_gap: float | None,
         engine: str,
         structure: StructureData | None = None,
         formula: str | None = None,
@@ -64,17 +66,17 @@ class DielectricData(ArrayData):
             )
             self.set_array('phonon_frequencies_gamma', frequencies)
 
-        gap = tensors.band_gap(band_gap)
         diel_total = tensors.mean_eigenvalue(electronic + ionic)
         attributes = {
             'diel_elec': tensors.mean_eigenvalue(electronic),
             'diel_ionic': tensors.mean_eigenvalue(ionic),
             'diel_total': diel_total,
-            'band_gap': gap,
-            'fom': float(figure_of_merit(diel_total, gap)),
             'formula': formula,
             'engine': engine,
         }
+        if band_gap is not None:
+            gap = tensors.band_gap(band_gap)
+            attributes.update({'band_gap': gap, 'fom': float(figure_of_merit(diel_total, gap))})
         if e_above_hull is not None:
             attributes['e_above_hull'] = float(tensors.as_finite_array(e_above_hull, 'e_above_hull', ()))
         if source is not None:

@@ -66,6 +66,20 @@ def test_dielectric_refuses_invalid_input(overrides, message):
         make_dielectric(**overrides)
 
 
+def test_dielectric_without_band_gap_has_no_fom_and_is_left_out_by_gap_filters(aiida_profile):
+    """Imported data without a gap (mp-dfpt-extra): ε is stored, Φ is not, so no Φ or gap filter passes it."""
+    node = make_dielectric(band_gap=None).store()
+    assert (node.band_gap, node.fom) == (None, None)
+    assert node.diel_total == pytest.approx(3.1 + 6.4)
+    assert 'band_gap' not in node.base.attributes.all and 'fom' not in node.base.attributes.all
+    for filters in ({'attributes.fom': {'>': 0}}, {'attributes.band_gap': {'>=': 0}}):
+        assert not QueryBuilder().append(DielectricData, filters={**filters, 'id': node.pk}).count()
+    found = QueryBuilder().append(
+        DielectricData, filters={'attributes.diel_total': {'>': 9.0}, 'id': node.pk}
+    )
+    assert found.count() == 1
+
+
 def test_born_charges_must_match_structure(mgo):
     charges = np.array([np.eye(3) * 2, -np.eye(3) * 2])
     node = make_dielectric(structure=mgo, formula=None, born_charges=charges)

@@ -19,6 +19,7 @@ import numpy as np
 from pymatgen.core import Structure
 
 from aiida_dielectrics.science import tensors
+from aiida_dielectrics.science.datasets import RowError
 
 SOURCE = 'petousis2017'
 COLUMNS = ('band_gap', 'e_electronic', 'e_total', 'meta')
@@ -34,14 +35,6 @@ class Row:
     band_gap: float
     epsilon_electronic: np.ndarray
     epsilon_ionic: np.ndarray
-
-
-@dataclasses.dataclass
-class RowError:
-    """A row that was skipped, where it starts in the file and why."""
-
-    line: int
-    reason: str
 
 
 def read_rows(path: str | pathlib.Path) -> Iterator[Row | RowError]:
