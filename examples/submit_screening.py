@@ -1,10 +1,13 @@
 """Submit a small real screening campaign to the daemon: `verdi run examples/submit_screening.py`.
 
-Seeds → element substitution (pymatgen's ICSD probabilities) → GNN predictions (MEGNet E_form and
-band gap, the packaged ε ensembles) → the best candidates by Φ_adj → DFPT with Quantum ESPRESSO.
-Everything lands in the group `campaign` (override with --group); with --wait the script follows the
-campaign until it ends and prints the summary. With --candidates-group LABEL the campaign screens a stored
-group of structures instead of generating substitution candidates.
+Seeds → element substitution (pymatgen's ICSD probabilities) → the funnel: stage 1, GNN predictions
+(MEGNet E_form, the packaged band-gap and ε ensembles) on every candidate and the best --relax-count by
+Φ_adj; stage 2, those relaxed with a universal potential (SevenNet-0 by default), E_hull against the
+default hull (or --hull-entries) and the GNNs again; stage 3, DFPT with Quantum ESPRESSO of the best
+--verify with E_hull < 0.1 eV/atom. The relaxed predictions and DFPT results land in the group
+`campaign` (override with --group), the stage-1 predictions in `campaign/stage-1`; with --wait the script
+follows the campaign until it ends and prints every stage. With --candidates-group LABEL the campaign
+screens a stored group of structures instead of generating substitution candidates.
 
 Models: E_form and band gap load from $AIIDA_DIELECTRICS_MODEL_DIR when it holds them (offline),
 otherwise from Hugging Face. Codes and pseudos come from `aiida-dielectrics setup`.
@@ -21,7 +24,9 @@ from tqdm import tqdm
 from aiida_dielectrics.calculations.candidates import generate_candidates
 from aiida_dielectrics.calculations.predictions import model_node
 from aiida_dielectrics.ml.loading import DEFAULT_MODEL_NAMES, resolve
+from aiida_dielectrics.science.relax import DEFAULT_POTENTIAL, POTENTIALS
 from aiida_dielectrics.tools.provenance import run_in_bulk
+from aiida_dielectrics.tools.query import campaign_predictions
 from aiida_dielectrics.workflows.screening import ScreeningWorkChain
 
 #: 3d cations with open shells in their usual oxidation states, and the lanthanides.
@@ -44,6 +49,9 @@ OPEN_SHELL = {'Ti', 'V', 'Cr', 'Mn', 'Fe', 'Co', 'Ni', 'Cu'} | {
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument('--group', default='campaign', help='Group for predictions and DFPT results.')
 parser.add_argument('--max-candidates', type=int, default=12, help='Substitution candidates to generate.')
+parser.add_argument('--relax-count', type=int, default=6, help='How many to relax (stage 2).')
+parser.add_argument('--potential', default=DEFAULT_POTENTIAL, choices=tuple(POTENTIALS))
+parser.add_argument('--hull-entries', help='JSON file of pymatgen entries for the hull (default: offline).')
 parser.add_argument('--verify', type=int, default=2, help='How many to verify by DFPT.')
 parser.add_argument('--pseudo-family', default='PseudoDojo/0.4/PBE/SR/standard/upf')
 parser.add_argument('--protocol', default='fast', choices=('fast', 'moderate', 'precise'))
@@ -76,6 +84,10 @@ if arguments.candidates_group is None:
 else:
     builder.candidates_group = orm.Str(arguments.candidates_group)
 builder.models = models
+builder.relax_count = orm.Int(arguments.relax_count)
+builder.relaxation = {'potential': orm.Str(arguments.potential)}
+if arguments.hull_entries:
+    builder.hull_entries = orm.SinglefileData(arguments.hull_entries)
 builder.num_verify = orm.Int(arguments.verify)
 builder.max_concurrent = orm.Int(1)  # one DFPT job at a time uses both cores of a laptop
 builder.campaign_group = orm.Str(arguments.group)
@@ -102,10 +114,27 @@ if arguments.wait:
     if not node.is_finished_ok:
         raise SystemExit(f'Campaign failed: [{node.exit_status}] {node.exit_message}')
     summary = node.outputs.summary.get_dict()
-    print(f'Verified {summary["verified"]} of {summary["selected"]} selected; hits {summary["hits"]}.')
+    first, second = summary['stages']['predict'], summary['stages']['relax']
+    print(
+        f'Stage 1: {first["predicted"]} of {first["candidates"]} predicted, {first["passed_filters"]} pass the '
+        f'loose filters, {first["selected"]} relaxed.'
+    )
+    print(
+        f'Stage 2: {second["relaxed"]} relaxed, E_hull of {second["with_e_above_hull"]} against the '
+        f'{summary["hull_source"]} hull, {second["passed_filters"]} pass the filters:'
+    )
+    for key, prediction in sorted(
+        campaign_predictions(node, stage=2).items(), key=lambda item: -item[1].fom_adj
+    ):
+        hull = '   n/a' if prediction.e_above_hull is None else f'{prediction.e_above_hull:+.3f}'
+        print(f'  {prediction.formula:8s} E_hull {hull} eV/atom, Φ_adj {prediction.fom_adj:6.1f} eV ({key})')
+    print(
+        f'Stage 3: verified {summary["verified"]} of {summary["selected"]} selected; hits {summary["hits"]}.'
+    )
     for row in summary['results']:
         print(
-            f'  {row["formula"]:8s} Φ ML {row["fom_ml"]:7.1f} eV → DFPT {row["fom_dfpt"]:7.1f} eV '
+            f'  {row["formula"]:8s} E_hull {row["e_above_hull"]:+.3f}, Φ ML {row["fom_ml"]:7.1f} eV → '
+            f'DFPT {row["fom_dfpt"]:7.1f} eV '
             f'(ε {row["diel_total_ml"]:.1f} → {row["diel_total_dfpt"]:.1f}, gap {row["band_gap_ml"]:.2f} → '
             f'{row["band_gap_dfpt"]:.2f} eV)'
         )

@@ -9,7 +9,7 @@
    campaign's hull (``hull``: the user's ``hull_entries``, else the offline default of
    :func:`~aiida_dielectrics.calculations.hull.build_default_hull`), and the GNNs again on the relaxed
    structures, each prediction carrying its E_hull;
-3. the best ``num_verify`` of those by ``ranking`` among the ones that pass ``filters`` (E_hull ≤
+3. the best ``num_verify`` of those by ``ranking`` among the ones that pass ``filters`` (E_hull <
    ``e_hull_max`` …) (``selection``): a DFPT child work chain of the chosen engine
    (:mod:`aiida_dielectrics.workflows.dfpt`) each, on the relaxed structure node.
 
