@@ -147,6 +147,23 @@ def petousis_head(petousis_csv):
     return make
 
 
+@pytest.fixture(scope='session')
+def mp_dfpt_extra_xyz(shared):
+    return shared / 'data' / 'mp-dfpt-extra' / 'mp-dfpt-extra.extxyz'
+
+
+@pytest.fixture(scope='session')
+def mp_dfpt_extra_frames(mp_dfpt_extra_xyz) -> list[str]:
+    """The frames of mp-dfpt-extra as text, split by their atom-count lines: slices make small test files."""
+    lines = mp_dfpt_extra_xyz.read_text().splitlines(keepends=True)
+    frames, start = [], 0
+    while start < len(lines):
+        end = start + 2 + int(lines[start])
+        frames.append(''.join(lines[start:end]))
+        start = end
+    return frames
+
+
 @pytest.fixture
 def generate_workchain():
     """Factory: a work chain instantiated from its builder but not run, to step through its outline."""

@@ -20,7 +20,10 @@ from aiida_dielectrics.data.model import ModelData
 
 
 def dataset_from_nodes(structures: dict, dielectrics: dict):
-    """A :class:`~.ml.dataset.Dataset` from ``{key: StructureData}`` and ``{key: DielectricData}``."""
+    """A :class:`~.ml.dataset.Dataset` from ``{key: StructureData}`` and ``{key: DielectricData}`` (band gap
+    NaN where a node has none)."""
+    import numpy as np
+
     from aiida_dielectrics.ml.dataset import Dataset, clip_ionic
 
     if set(structures) != set(dielectrics):
@@ -34,7 +37,9 @@ def dataset_from_nodes(structures: dict, dielectrics: dict):
         structures=[structures[key].get_pymatgen() for key in keys],
         diel_elec=[node.diel_elec for node in nodes],
         diel_ionic=clip_ionic([node.diel_ionic for node in nodes]),
-        band_gap=[node.band_gap for node in nodes],
+        band_gap=[np.nan if node.band_gap is None else node.band_gap for node in nodes],
+        # The data sets of imported nodes, the engine of DFPT results: petousis2017+mp-dfpt-extra+qe, say.
+        source='+'.join(sorted({node.base.attributes.get('source', node.engine) for node in nodes})),
     )
 
 

@@ -19,25 +19,20 @@ def import_group():
     """Import published dielectric data sets as provenance-tracked nodes."""
 
 
-@import_group.command('petousis2017')
-@click.argument('path', type=click.Path(exists=True, dir_okay=False))
-@click.option(
-    '-G', '--group', 'group_label', default='petousis2017', show_default=True, help='Group for the nodes.'
-)
-@click.pass_context
-def import_petousis2017(ctx, path, group_label):
-    """Import the Petousis et al. (2017) MP DFPT data (matminer's dielectric_constant.csv).
+def group_option(default: str):
+    return click.option(
+        '-G', '--group', 'group_label', default=default, show_default=True, help='Group for the nodes.'
+    )
 
-    Each valid row becomes a StructureData and a dielectrics.dielectric node (engine `imported`), made
-    by one calcfunction whose input is the CSV file. Rows imported before are not duplicated; a bad row
-    is reported with its line and reason and skipped.
-    """
-    from aiida_dielectrics.calculations.imports import run_petousis2017_import
+
+def run_and_report(ctx, source: str, path, group_label: str):
+    """Run the import of ``source`` and print what it did: bad rows on stderr, then one summary line."""
+    from aiida_dielectrics.calculations.imports import run_import
 
     load_profile(ctx)
     start = time.perf_counter()
     try:
-        report, node = run_petousis2017_import(path, group_label)
+        report, node = run_import(source, path, group_label)
     except ValueError as exception:
         raise click.ClickException(str(exception)) from exception
     elapsed = time.perf_counter() - start
@@ -52,6 +47,36 @@ def import_petousis2017(ctx, path, group_label):
         f'Imported {report["imported"]} entries into group `{group_label}` in {elapsed:.1f} s '
         f'({report["already_present"]} already present, {len(report["skipped"])} skipped); process pk {node.pk}.'
     )
+
+
+@import_group.command('petousis2017')
+@click.argument('path', type=click.Path(exists=True, dir_okay=False))
+@group_option('petousis2017')
+@click.pass_context
+def import_petousis2017(ctx, path, group_label):
+    """Import the Petousis et al. (2017) MP DFPT data (matminer's dielectric_constant.csv).
+
+    Each valid row becomes a StructureData and a dielectrics.dielectric node (engine `imported`), made
+    by one calcfunction whose input is the CSV file. Rows imported before are not duplicated; a bad row
+    is reported with its line and reason and skipped.
+    """
+    run_and_report(ctx, 'petousis2017', path, group_label)
+
+
+@import_group.command('mp-dfpt-extra')
+@click.argument('path', type=click.Path(exists=True, dir_okay=False))
+@group_option('mp-dfpt-extra')
+@click.pass_context
+def import_mp_dfpt_extra(ctx, path, group_label):
+    """Import the mp-dfpt-extra MP DFPT results (mp-dfpt-extra.extxyz: ε∞ from the polarisability, ε_ion,
+    Born charges; no band gaps).
+
+    Each valid frame becomes a StructureData and a dielectrics.dielectric node (engine `imported`, Born
+    charges as an array, no band gap and so no Φ), made by one calcfunction whose input is the file.
+    Materials are identified by formula and structure hash: frames imported before, from this file or
+    another, are not duplicated; a bad frame is reported with its line and reason and skipped.
+    """
+    run_and_report(ctx, 'mp-dfpt-extra', path, group_label)
 
 
 def positive(ctx, param, value):

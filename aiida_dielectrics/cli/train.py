@@ -69,10 +69,26 @@ def fit_arguments(architecture, members, epochs, batch_size, lr, seed, pretraine
 
 
 def data_option(help: str, required: bool = True):
-    """``--data CSV``: the Petousis 2017 CSV a command reads."""
+    """``--data FILE`` (repeatable): the data files a command reads, as one data set."""
     return click.option(
-        '--data', 'csv', type=click.Path(exists=True, dir_okay=False), required=required, help=help
+        '--data',
+        'paths',
+        type=click.Path(exists=True, dir_okay=False),
+        multiple=True,
+        required=required,
+        help=f'{help} Repeat for several: the Petousis 2017 CSV (.csv) and mp-dfpt-extra (.extxyz) '
+        'together are split by formula as one data set, whatever their order.',
     )
+
+
+def read_data(paths, limit: int | None = None):
+    """:func:`.ml.dataset.from_files`, a bad file or a material in two files ending the command with one line."""
+    from aiida_dielectrics.ml import dataset
+
+    try:
+        return dataset.from_files(paths, limit)
+    except ValueError as exception:
+        raise click.ClickException(str(exception)) from None
 
 
 def echo_model_node(node):
@@ -82,7 +98,7 @@ def echo_model_node(node):
 
 
 @cli.command('train')
-@data_option('Petousis 2017 CSV to train on.', required=False)
+@data_option('Data file to train on.', required=False)
 @click.option(
     '--group',
     type=GroupParamType(),
@@ -96,7 +112,11 @@ def echo_model_node(node):
     help='Quantity to learn (band_gap: the PBE gap in eV).',
 )
 @fit_options
-@click.option('--limit', type=click.IntRange(1), help='Use only the first N entries (quick trials).')
+@click.option(
+    '--limit',
+    type=click.IntRange(1),
+    help='Use only the first N entries of each file or of the group (quick trials).',
+)
 @click.option(
     '-o',
     '--output',
@@ -104,17 +124,21 @@ def echo_model_node(node):
     required=True,
     help='Ensemble folder to write (model_card.json + member_*/).',
 )
-def train(csv, group, target, fit_options, limit, output):
+def train(paths, group, target, fit_options, limit, output):
     """Train an ensemble for ε_elec, ε_ionic or the band gap on the fixed, seeded split and write its card.
+
+    Materials without a value of the target (the band gap of mp-dfpt-extra) are left out of its split.
 
     \b
     aiida-dielectrics train --data dielectric_constant.csv --target diel_elec -o models/diel_elec
+    aiida-dielectrics train --data dielectric_constant.csv --data mp-dfpt-extra.extxyz \\
+        --target diel_ionic -o models/diel_ionic
     aiida-dielectrics train --group petousis2017 --target diel_ionic -o models/diel_ionic
     """
-    from aiida_dielectrics.ml import dataset, training
+    from aiida_dielectrics.ml import training
 
-    if bool(csv) == bool(group):
-        raise click.ClickException('give exactly one of --data CSV or --group LABEL')
+    if bool(paths) == bool(group):
+        raise click.ClickException('give exactly one of --data FILE or --group LABEL')
     arguments = fit_arguments(**fit_options)
     if group:
         from aiida_dielectrics.calculations.training import TrainingDataError, run_training
@@ -127,17 +151,22 @@ def train(csv, group, target, fit_options, limit, output):
             raise click.ClickException(str(error)) from None
         echo_model_node(node)
         return
-    data = dataset.from_petousis(csv, limit=limit)
+    data = read_data(paths, limit)
     for reason in data.skipped:
         echo_progress(f'skipped {reason}')
-    echo_progress(f'{len(data)} materials read from {csv}')
+    echo_progress(f'{len(data)} materials read from {", ".join(paths)}')
     ensemble = training.train_ensemble(data, target, **arguments, progress=echo_progress)
     folder = ensemble.save(output)
-    test = ensemble.card['metrics']['test']
+    test = {name: metric(value) for name, value in ensemble.card['metrics']['test'].items()}
     echo_progress(
-        f'wrote {folder}: test MAE {test["mae"]:.3f}, R² {test["r2"]:.3f}, Spearman {test["spearman"]:.3f}, '
-        f'σ scale {ensemble.sigma_scale:.2f} (within ±1σ {test["within_1sigma"]:.2f})'
+        f'wrote {folder}: test MAE {test["mae"]}, R² {test["r2"]}, Spearman {test["spearman"]}, '
+        f'σ scale {ensemble.sigma_scale:.2f} (within ±1σ {test["within_1sigma"]})'
     )
+
+
+def metric(value) -> str:
+    """A card's metric for the summary line; undefined ones (R² of a one-material test part) as a dash."""
+    return '-' if value is None else f'{value:.3f}'
 
 
 @cli.command('retrain')
@@ -187,10 +216,10 @@ def retrain(campaign, base_group, target, fit_options, limit, output):
 
 
 @cli.command('calibrate')
-@data_option('Petousis 2017 CSV the ensembles were trained on.')
+@data_option('Data file the ensembles were trained on.')
 @click.option('--threads', type=click.IntRange(1), default=1, show_default=True, help='torch CPU threads.')
 @click.argument('folders', nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
-def calibrate(csv, threads, folders):
+def calibrate(paths, threads, folders):
     """Fit the σ scale of trained ensembles on their validation part, without retraining.
 
     Training does this itself; this command calibrates ensembles trained before it did. Each FOLDER's
@@ -203,10 +232,10 @@ def calibrate(csv, threads, folders):
     """
     import torch
 
-    from aiida_dielectrics.ml import dataset, training
+    from aiida_dielectrics.ml import training
 
     torch.set_num_threads(threads)
-    data = dataset.from_petousis(csv)
+    data = read_data(paths)
     for folder in folders:
         try:
             ensemble, result = training.calibrate_folder(folder, data)
@@ -229,7 +258,7 @@ def calibrate(csv, threads, folders):
 
 
 @cli.command('evaluate')
-@data_option('Petousis 2017 CSV (the data the ensembles were trained on).')
+@data_option('Data file the ensembles were trained on.')
 @click.option(
     '--models',
     type=click.Path(exists=True, file_okay=False),
@@ -263,7 +292,7 @@ def calibrate(csv, threads, folders):
 @click.option(
     '--json', 'json_path', type=click.Path(dir_okay=False), help='Also write the raw metrics as JSON.'
 )
-def evaluate(csv, models, gap_model, cv_folds, cv_members, cv_epochs, threads, output, json_path):
+def evaluate(paths, models, gap_model, cv_folds, cv_members, cv_epochs, threads, output, json_path):
     """Measure the ε ensembles against a mean and a composition-only baseline and write the report.
 
     Test-split metrics for ε_elec, ε_ionic, ε_total and Φ (with DFT and predicted gap), calibration,
@@ -279,7 +308,7 @@ def evaluate(csv, models, gap_model, cv_folds, cv_members, cv_epochs, threads, o
 
     import torch
 
-    from aiida_dielectrics.ml import dataset, evaluation
+    from aiida_dielectrics.ml import evaluation
     from aiida_dielectrics.ml.ensemble import json_safe
     from aiida_dielectrics.ml.loading import PACKAGED_MODELS
 
@@ -291,7 +320,7 @@ def evaluate(csv, models, gap_model, cv_folds, cv_members, cv_epochs, threads, o
             root
         )  # before the data are read: a wrong folder is the likelier mistake
         run = evaluation.evaluate_ensembles(
-            dataset.from_petousis(csv), root, gap_model, cv_folds, cv_members, cv_epochs, echo_progress
+            read_data(paths), root, gap_model, cv_folds, cv_members, cv_epochs, echo_progress
         )
     except (ValueError, FileNotFoundError) as exception:
         raise click.ClickException(str(exception)) from None

@@ -148,14 +148,19 @@ def quantities(elec, ionic, dft_gap, pred_gap) -> dict[str, np.ndarray]:
 
 
 def score(truth: dict, predicted: dict, std: dict | None = None) -> dict[str, dict]:
-    """Metrics per quantity; Φ also gets top-10 % precision, and calibration where σ is given."""
+    """Metrics per quantity; Φ also gets top-10 % precision, and calibration where σ is given.
+
+    Φ is scored on the materials with a DFT gap only (its truth is NaN for the others, mp-dfpt-extra).
+    """
     result = {}
     for name in QUANTITIES:
-        metrics = regression_metrics(truth[name], predicted[name])
+        known = np.isfinite(truth[name])
+        y_true, y_pred = truth[name][known], np.asarray(predicted[name])[known]
+        metrics = regression_metrics(y_true, y_pred)
         if name.startswith('fom'):
-            metrics['top10_precision'] = top_k_precision(truth[name], predicted[name], 0.1)
+            metrics['top10_precision'] = top_k_precision(y_true, y_pred, 0.1)
         if std is not None:
-            metrics.update(calibration(truth[name], predicted[name], std[name]))
+            metrics.update(calibration(y_true, y_pred, np.asarray(std[name])[known]))
         result[name] = metrics
     return result
 
@@ -213,6 +218,7 @@ def evaluate(
     elec, elec_std = ensembles['diel_elec'].predict([data.structures[i] for i in test])
     ionic, ionic_std = ensembles['diel_ionic'].predict([data.structures[i] for i in test])
     gaps = (data.band_gap[test], pred_gap[test])
+    known = np.isfinite(data.band_gap[test])
     results = {
         'test': {
             'size': len(test),
@@ -222,7 +228,10 @@ def evaluate(
                 propagated_std(elec, elec_std, ionic, ionic_std, *gaps, pred_gap_std[test]),
             ),
         },
-        'gap': regression_metrics(data.band_gap[test], pred_gap[test]),
+        'gap': {
+            **regression_metrics(data.band_gap[test][known], pred_gap[test][known]),
+            'size': int(known.sum()),
+        },
     }
     for key, pred in baseline_predictions(data, split.train, split.val, test).items():
         results['test'][key] = score(truth, quantities(pred['diel_elec'], pred['diel_ionic'], *gaps))
@@ -333,6 +342,12 @@ def markdown_tables(results: dict, model_name: str = 'MEGNet ensemble', gap_mode
         f'R² {_fmt(g["r2"])}, Spearman ρ {_fmt(g["spearman"])}.',
         '',
     ]
+    if g['size'] < results['test']['size']:
+        lines += [
+            f'Φ and the band gap are scored on the {g["size"]} test materials with a DFT gap; the others '
+            '(mp-dfpt-extra) have none.',
+            '',
+        ]
     if 'cv' in results:
         cv = results['cv']
         lines += [

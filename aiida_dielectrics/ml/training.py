@@ -31,6 +31,17 @@ def member_settings(
     return settings
 
 
+def target_split(
+    data: Dataset, target: str, seed: int = splits.SEED, fractions=splits.FRACTIONS
+) -> splits.Split:
+    """The seeded by-formula split of all of ``data``, less the entries without a value of ``target``
+    (band gaps of mp-dfpt-extra): every target sees each formula in the same part, and with data that
+    have every target (Petousis alone) this is the split of :func:`.splits.train_val_test`."""
+    split = splits.train_val_test(data.formulas, seed, fractions)
+    known = np.isfinite(data.target(target))
+    return splits.Split(*(part[known[part]] for part in (split.train, split.val, split.test)))
+
+
 def ids_sha256(material_ids) -> str:
     return hashlib.sha256('\n'.join(sorted(material_ids)).encode()).hexdigest()
 
@@ -72,13 +83,12 @@ def train_ensemble(
     seed: int = splits.SEED,
     fractions=splits.FRACTIONS,
     hyperparameters: dict | None = None,
-    source: str = 'petousis2017',
     progress: Callable[[str], None] = print,
 ) -> Ensemble:
     """Train an ensemble on the train part of the seeded split and write its model card."""
     if members < 1:
         raise ValueError('an ensemble needs at least one member')
-    split = splits.train_val_test(data.formulas, seed, fractions)
+    split = target_split(data, target, seed, fractions)
     progress(f'{target}: {len(split.train)} train / {len(split.val)} val / {len(split.test)} test materials')
     ensemble, histories = fit_members(
         data, target, split.train, split.val, architecture, members, seed, hyperparameters, progress
@@ -86,7 +96,11 @@ def train_ensemble(
     test = data.subset(split.test)
     ensemble.card.update(
         {
-            'data': {'source': source, 'entries': len(data), 'ids_sha256': ids_sha256(data.material_ids)},
+            'data': {
+                'source': data.source,
+                'entries': len(data),
+                'ids_sha256': ids_sha256(data.material_ids),
+            },
             'split': {
                 'seed': seed,
                 'fractions': list(fractions),
@@ -153,7 +167,7 @@ def calibrate_folder(folder, data: Dataset) -> tuple[Ensemble, dict]:
     card = ensemble.card
     if card['sha256'] != members_sha256(folder):
         raise ValueError(f'{folder}: the member files do not match the sha256 in its card')
-    split = splits.train_val_test(data.formulas, card['split']['seed'], card['split']['fractions'])
+    split = target_split(data, card['target'], card['split']['seed'], card['split']['fractions'])
     if splits.split_hash(data.material_ids, split) != card['split']['sha256']:
         raise ValueError(f'{folder} was trained on other data or another split')
     result = calibrate(ensemble, data, split)
@@ -177,12 +191,13 @@ def cross_validate(
     hyperparameters: dict | None = None,
     progress: Callable[[str], None] = print,
 ) -> dict[str, np.ndarray]:
-    """Out-of-fold predictions over train+val (the test part is never touched).
+    """Out-of-fold predictions over train+val (the test part is never touched), of the entries that have
+    ``target``.
 
     Returns ``index``, ``fold``, ``mean`` and ``std`` arrays aligned with each other. Each fold keeps
     10 % of its training groups for model selection.
     """
-    split = splits.train_val_test(data.formulas, seed, fractions)
+    split = target_split(data, target, seed, fractions)
     pool = np.concatenate([split.train, split.val])
     out = {'index': [], 'fold': [], 'mean': [], 'std': []}
     for k, (rest, held) in enumerate(splits.kfold(data.formulas, pool, folds, seed)):

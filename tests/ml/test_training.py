@@ -48,6 +48,56 @@ def test_dataset_reads_all_petousis_entries(data):
     np.testing.assert_allclose(data.diel_total, data.diel_elec + data.diel_ionic)
 
 
+@pytest.fixture(scope='module')
+def combined(petousis_csv, mp_dfpt_extra_xyz):
+    return dataset.from_files([petousis_csv, mp_dfpt_extra_xyz])
+
+
+def test_petousis_and_extra_read_as_one_dataset(combined, data, petousis_csv, mp_dfpt_extra_xyz, tmp_path):
+    assert len(combined) == 1056 + 861 and not combined.skipped
+    assert combined.source == 'petousis2017+mp-dfpt-extra'
+    assert combined.material_ids[:1056] == data.material_ids
+    assert combined.material_ids[1056] == 'CO5U-a3ed766e95'
+    assert np.isfinite(combined.band_gap[:1056]).all() and np.isnan(combined.band_gap[1056:]).all()
+    assert combined.diel_elec.min() >= 1 and combined.diel_ionic.min() >= 0
+    with pytest.raises(ValueError, match='materials in more than one data file: mp-'):
+        dataset.from_files([petousis_csv, petousis_csv], limit=3)
+    with pytest.raises(ValueError, match='unknown data format'):
+        dataset.from_files([tmp_path / 'data.json'])
+    assert len(dataset.from_files([mp_dfpt_extra_xyz, petousis_csv], limit=4)) == 8
+
+
+def test_combined_split_keeps_polymorphs_together_and_gapless_out_of_band_gap(combined, data):
+    elec = training.target_split(combined, 'diel_elec')
+    gap = training.target_split(combined, 'band_gap')
+    assert sum(len(part) for part in (elec.train, elec.val, elec.test)) == len(combined)
+    for name in ('train', 'val', 'test'):
+        part = getattr(gap, name)
+        assert (part < 1056).all()  # Petousis entries only: the others have no gap
+        np.testing.assert_array_equal(part, getattr(elec, name)[getattr(elec, name) < 1056])
+    by_part = [{combined.formulas[i] for i in getattr(elec, name)} for name in ('train', 'val', 'test')]
+    assert not (by_part[0] & by_part[1]) and not (by_part[0] & by_part[2]) and not (by_part[1] & by_part[2])
+    shared_formulas = set(combined.formulas[:1056]) & set(combined.formulas[1056:])
+    assert len(shared_formulas) >= 25  # polymorphs in both data sets, each formula in one part
+    # Petousis alone: the split of splits.train_val_test, so the shipped cards still check.
+    alone = training.target_split(data, 'band_gap')
+    np.testing.assert_array_equal(alone.test, splits.train_val_test(data.formulas).test)
+    # The order of the files does not change the split (its hash is over material ids).
+    order = np.r_[1056 : len(combined), 0:1056]
+    swapped = combined.subset(order)
+    assert splits.split_hash(swapped.material_ids, training.target_split(swapped, 'diel_elec')) == (
+        splits.split_hash(combined.material_ids, elec)
+    )
+
+
+def test_phi_is_scored_on_materials_with_a_gap_only():
+    truth = evaluation.quantities([2.0, 3.0, 4.0], [1.0, 1.0, 1.0], np.array([1.0, 2.0, np.nan]), 0)
+    predicted = evaluation.quantities([2.0, 3.0, 9.0], [1.0, 1.0, 1.0], np.array([1.0, 2.0, 5.0]), 0)
+    scores = evaluation.score(truth, predicted)
+    assert scores['fom_dft_gap']['mae'] == 0.0  # the third, gapless material is left out of Φ
+    assert scores['diel_elec']['mae'] == pytest.approx(5 / 3)  # and kept for ε
+
+
 def test_split_is_deterministic_and_disjoint_by_material_and_formula(data):
     first, second = splits.train_val_test(data.formulas), splits.train_val_test(list(data.formulas))
     for part in ('train', 'val', 'test'):
@@ -187,7 +237,7 @@ def test_cli_train_and_evaluate_refuse_bad_input(tmp_path):
     from aiida_dielectrics.cli import cli
 
     result = CliRunner().invoke(cli, ['train', '--target', 'diel_elec', '-o', str(tmp_path / 'm')])
-    assert result.exit_code == 1 and 'exactly one of --data CSV or --group' in result.output
+    assert result.exit_code == 1 and 'exactly one of --data FILE or --group' in result.output
     csv = tmp_path / 'data.csv'
     csv.write_text('x\n')
     result = CliRunner().invoke(

@@ -16,26 +16,21 @@ from aiida_dielectrics.science.tensors import mean_eigenvalue
 
 
 @pytest.fixture(scope='module')
-def extxyz(shared):
-    return shared / 'data' / 'mp-dfpt-extra' / 'mp-dfpt-extra.extxyz'
+def rows(mp_dfpt_extra_xyz):
+    return list(mp_dfpt_extra.read_rows(mp_dfpt_extra_xyz))
 
 
-@pytest.fixture(scope='module')
-def rows(extxyz):
-    return list(mp_dfpt_extra.read_rows(extxyz))
-
-
-def raw_frames(path) -> list[tuple[int, dict, list[list[str]]]]:
-    """``(line, header key → text, atom lines split)`` per frame, by counting lines (no ASE)."""
-    lines = path.read_text().splitlines()
-    frames, start = [], 0
-    while start < len(lines):
-        count = int(lines[start])
-        pairs = re.findall(r'(\w+)=(?:"([^"]*)"|(\S+))', lines[start + 1])
-        header = {key: quoted or bare for key, quoted, bare in pairs}
-        atoms = [line.split() for line in lines[start + 2 : start + 2 + count]]
-        frames.append((start + 1, header, atoms))
-        start += 2 + count
+def raw_frames(texts) -> list[tuple[int, dict, list[list[str]]]]:
+    """``(line, header key → text, atom lines split)`` per frame text, with plain ``re`` (no ASE)."""
+    frames, line = [], 1
+    for text in texts:
+        count, comment, *atoms = text.splitlines()
+        pairs = re.findall(r'(\w+)=(?:"([^"]*)"|(\S+))', comment)
+        frames.append(
+            (line, {key: quoted or bare for key, quoted, bare in pairs}, [a.split() for a in atoms])
+        )
+        assert len(atoms) == int(count)
+        line += 2 + len(atoms)
     return frames
 
 
@@ -43,8 +38,8 @@ def numbers(text: str) -> np.ndarray:
     return np.array(text.split(), dtype=float)
 
 
-def test_every_frame_matches_the_raw_text(rows, extxyz):
-    frames = raw_frames(extxyz)
+def test_every_frame_matches_the_raw_text(rows, mp_dfpt_extra_frames):
+    frames = raw_frames(mp_dfpt_extra_frames)
     assert len(rows) == len(frames) == 861
     assert not [row for row in rows if isinstance(row, RowError)]
     for row, (line, header, atoms) in zip(rows, frames, strict=True):
@@ -66,7 +61,7 @@ def test_every_frame_matches_the_raw_text(rows, extxyz):
 
 def test_first_frame_and_ids(rows):
     first = rows[0]
-    assert (first.line, first.material_id) == (1, 'UCO5-a3ed766e95')
+    assert (first.line, first.material_id) == (1, 'CO5U-a3ed766e95')
     assert first.structure.composition.reduced_formula == 'UCO5'
     # The first U atom's Z*_xx, row-major: 4.93923 (line 3 of the file).
     assert first.born_charges.shape == (14, 3, 3) and first.born_charges[0, 0, 0] == pytest.approx(4.93923)
@@ -93,23 +88,12 @@ def test_electronic_permittivity_agrees_with_petousis_polymorphs(rows, petousis_
     assert 0.9 < np.median(ratios) < 1.1  # a missing 4π or a per-volume factor would be far off
 
 
-def frame_texts(path, count: int) -> list[str]:
-    """The first ``count`` frames of the file, as text."""
-    lines = path.read_text().splitlines(keepends=True)
-    texts, start = [], 0
-    for _ in range(count):
-        end = start + 2 + int(lines[start])
-        texts.append(''.join(lines[start:end]))
-        start = end
-    return texts
-
-
 def with_tensor(frame: str, key: str, values: str) -> str:
     return re.sub(rf'{key}="[^"]*"', f'{key}="{values}"', frame, count=1)
 
 
-def test_bad_frames_are_reported_with_line_and_reason(extxyz, tmp_path):
-    good = frame_texts(extxyz, 6)
+def test_bad_frames_are_reported_with_line_and_reason(mp_dfpt_extra_frames, tmp_path):
+    good = mp_dfpt_extra_frames[:6]
     pieces = [
         (good[0], None),
         (re.sub(r' REF_polarisability="[^"]*"', '', good[1]), 'REF_polarisability is missing'),

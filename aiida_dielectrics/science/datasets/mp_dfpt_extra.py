@@ -125,8 +125,10 @@ def born_charges(arrays: dict, num_sites: int) -> np.ndarray:
 
 
 def material_id(structure: Structure) -> str:
-    """``<reduced formula>-<10 hex digits>``: sha256 of the lattice, species and Cartesian positions rounded
-    to :data:`HASH_DECIMALS` (stable for the same frame in any file; no id is given by the source)."""
+    """``<formula>-<10 hex digits>``: the reduced formula with elements in alphabetical order (``CO5U``;
+    plain, unlike pymatgen's ``reduced_formula``, whose grouping of polyanions changes between versions) and
+    the sha256 of the lattice, species and Cartesian positions rounded to :data:`HASH_DECIMALS`, so the same
+    frame gets the same id in any file (the source gives no id)."""
 
     def rounded(values):
         return (np.round(values, HASH_DECIMALS) + 0.0).tolist()  # + 0.0 turns -0.0 into 0.0
@@ -137,4 +139,6 @@ def material_id(structure: Structure) -> str:
         'positions': rounded(structure.cart_coords),
     }
     digest = hashlib.sha256(json.dumps(payload).encode()).hexdigest()
-    return f'{structure.composition.reduced_formula}-{digest[:10]}'
+    amounts = sorted(structure.composition.reduced_composition.get_el_amt_dict().items())
+    formula = ''.join(f'{element}{amount:g}' if amount != 1 else element for element, amount in amounts)
+    return f'{formula}-{digest[:10]}'
