@@ -99,6 +99,8 @@ def run_one(reference: dict, codes, protocol: str, relax: bool, mpi: int, pools:
         options={
             'resources': {'num_machines': 1, 'num_mpiprocs_per_machine': mpi},
             'max_wallclock_seconds': 7200,
+            # Waiting MPI ranks give the CPU back: busy-polling ranks starve each other on a shared machine.
+            'environment_variables': {'OMPI_MCA_mpi_yield_when_idle': '1'},
         },
         overrides={'pools': pools},
     )

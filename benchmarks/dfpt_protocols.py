@@ -44,6 +44,8 @@ def run_protocol(codes, protocol: str, mpi: int) -> dict:
         options={
             'resources': {'num_machines': 1, 'num_mpiprocs_per_machine': mpi},
             'max_wallclock_seconds': 7200,
+            # Waiting MPI ranks give the CPU back: busy-polling ranks starve each other on a shared machine.
+            'environment_variables': {'OMPI_MCA_mpi_yield_when_idle': '1'},
         },
     )
     results, node = run_get_node(builder)
