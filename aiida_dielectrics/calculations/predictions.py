@@ -45,38 +45,46 @@ def predict_structures(**inputs) -> dict:
     Structures that cannot be predicted are listed with their reason in ``report['skipped']``. The
     models give no hull energy: ``e_above_hull.<key>`` (``Float``, e.g. from
     :func:`.calculations.hull.hull_energies` on the relaxed structure) is recorded on the prediction of
-    ``<key>``, so the prediction links to the hull it was measured against.
+    ``<key>``, so the prediction links to the hull it was measured against. ``parameters``:
+    ``batch_size`` and ``labels`` (:data:`.ml.job.DEFAULTS`). The same batch runs as a job on any computer
+    with :class:`.predict_job.PredictCalculation`.
     """
-    from aiida_dielectrics.ml.inference import COLUMNS, TARGETS, is_missing, predict
+    from aiida_dielectrics.ml.job import predict_records
 
     structures, models = inputs.get('structures', {}), inputs.get('models', {})
-    hull_energies = inputs.get('e_above_hull', {})
-    missing = [target for target in REQUIRED_MODELS if target not in models]
-    if missing:
-        raise ValueError(f'models.{", models.".join(missing)} missing')
+    problem = missing_models(models)
+    if problem is not None:
+        raise ValueError(problem)
     keys = sorted(structures)
     model_sets = {target: load_model_node(node) for target, node in models.items()}
     parameters = inputs['parameters'].get_dict() if 'parameters' in inputs else {}
-    table = predict(
-        [pymatgen_structure(structures[key]) for key in keys],
-        model_sets,
-        batch_size=parameters.get('batch_size', 64),
-        labels=parameters.get('labels', True),
-    )
+    records = predict_records([pymatgen_structure(structures[key]) for key in keys], model_sets, parameters)
+    return prediction_outputs(keys, records, inputs.get('e_above_hull', {}))
+
+
+def missing_models(models) -> str | None:
+    """Why ``models`` (by target) cannot make a prediction batch, or ``None``."""
+    missing = [target for target in REQUIRED_MODELS if target not in models]
+    return f'models.{", models.".join(missing)} missing' if missing else None
+
+
+def prediction_outputs(keys: list[str], records: list[dict], hull_energies) -> dict:
+    """The outputs of a batch (``predictions``, ``report``) from its records (:func:`.ml.job.predict_records`)
+    in the order of ``keys``; ``hull_energies``: ``Float`` nodes by key, recorded on their predictions."""
+    from aiida_dielectrics.ml.inference import COLUMNS, TARGETS
+
     # The predicted columns go to PredictionData, which derives the rest (ε_total, Φ, Φ_adj).
     predicted = [name for name in COLUMNS if name.removesuffix('_std') in (*TARGETS, 'e_above_hull')]
     predictions, skipped = {}, {}
-    for key, row in zip(keys, table.itertuples(index=False), strict=True):
-        if not is_missing(row.reason):
-            skipped[key] = row.reason
+    for key, record in zip(keys, records, strict=True):
+        if record['reason'] is not None:
+            skipped[key] = record['reason']
             continue
-        values = {name: getattr(row, name) for name in predicted}
+        values = {name: record[name] for name in predicted}
         if key in hull_energies:
             values.update(e_above_hull=hull_energies[key].value, e_above_hull_std=None)
         predictions[key] = PredictionData(
-            formula=row.formula,
-            protostructure=None if is_missing(row.protostructure) else row.protostructure,
-            **{name: None if is_missing(value) else value for name, value in values.items()},
+            formula=record['formula'], protostructure=record['protostructure'], **values
         )
     return {'predictions': predictions, 'report': Dict({'predicted': len(predictions), 'skipped': skipped})}
 

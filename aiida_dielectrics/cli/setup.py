@@ -30,9 +30,11 @@ def setup(ctx, pseudo_dir, pseudo_hints, pseudo_family):
        (SQLite + ZeroMQ broker);
     2. a `localhost` computer (core.local, core.direct), as `verdi presto` makes it;
     3. a pseudopotential family (aiida-pseudo) from --pseudo-dir, or PseudoDojo downloaded;
-    4. `pw@localhost` and `ph@localhost` codes for the pw.x and ph.x on PATH.
+    4. `pw@localhost` and `ph@localhost` codes for the pw.x and ph.x on PATH;
+    5. stored processes whose entry point moved get the new one (`tools.migrations`).
     """
     from aiida_dielectrics.tools import environment
+    from aiida_dielectrics.tools.migrations import migrate_process_types
 
     try:
         profile, created = environment.ensure_profile(ctx.find_root().obj.get('profile'))
@@ -50,6 +52,7 @@ def setup(ctx, pseudo_dir, pseudo_hints, pseudo_family):
             family, created = environment.install_pseudo_family(pseudo_dir, pseudo_family, pseudo_hints)
             click.echo(f'Pseudo family `{family.label}`: {"installed" if created else "exists"}.')
         codes = environment.register_qe_codes()
+        migrated = migrate_process_types()
     except environment.SetupError as exception:
         raise click.ClickException(str(exception)) from exception
     for code, created in codes.values():
@@ -57,3 +60,5 @@ def setup(ctx, pseudo_dir, pseudo_hints, pseudo_family):
     missing = [exe for exe, (label, _) in environment.QE_CODES.items() if label not in codes]
     if missing:
         click.echo(f'Not on PATH, no code registered: {", ".join(missing)}.', err=True)
+    if migrated:
+        click.echo(f'Process nodes moved to their new entry point: {migrated}.')

@@ -12,7 +12,7 @@ energies (such as Petousis 2017) never pass an ``e_above_hull`` filter.
 
 from __future__ import annotations
 
-from aiida.orm import CalcFunctionNode, Group, QueryBuilder, WorkflowNode
+from aiida.orm import CalcFunctionNode, CalculationNode, Group, QueryBuilder, WorkflowNode
 
 from aiida_dielectrics.data.dielectric import DielectricData
 from aiida_dielectrics.data.prediction import PredictionData
@@ -122,11 +122,11 @@ def query_dielectrics(
 
 
 def batch_predictions(process_pks) -> dict[str, PredictionData]:
-    """The predictions made by the ``predict_structures`` processes ``process_pks``, by candidate key."""
+    """The predictions made by the prediction processes ``process_pks`` (calcfunctions or jobs), by candidate key."""
     if not process_pks:
         return {}
     query = QueryBuilder()
-    query.append(CalcFunctionNode, filters={'id': {'in': list(process_pks)}}, tag='batch')
+    query.append(CalculationNode, filters={'id': {'in': list(process_pks)}}, tag='batch')
     query.append(PredictionData, with_incoming='batch', edge_project='label', project='*')
     return {label.removeprefix('predictions__'): node for node, label in query.all()}
 
