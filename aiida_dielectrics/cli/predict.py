@@ -96,9 +96,9 @@ def predict(
     element reference states and of the stored known structures in the inputs' chemical systems; see
     docs/topics/stability.md for what it does not cover); the input structures are part of the hull too.
     Without --relax it stays empty: a predicted E_form of an unrelaxed cell against a hull of the inputs
-    alone would call every structure stable. `e_form` is the formation energy against the elements.
-    With --relax the CSV also has `energy` and `energy_mp` (eV/atom), `volume_change` (V_relaxed/V_input
-    − 1), `relax_reason` and `relaxed_file`.
+    alone would call nearly every structure stable. `e_form` is the formation energy against the
+    elements. With --relax the CSV also has `energy` and `energy_mp` (eV/atom), `volume_change`
+    (V_relaxed/V_input − 1), `relax_reason` and, with --relaxed-dir, `relaxed_file`.
 
     \b
     aiida-dielectrics predict candidates/ -o predictions.csv --model-dir ~/models

@@ -1,4 +1,5 @@
-"""``dielectrics.screening``: a small real campaign (GNN predictions, selection, QE DFPT) and failure modes."""
+"""``dielectrics.screening``: a small real campaign through the funnel (GNNs, relaxation and the default
+hull, GNNs again, QE DFPT) and failure modes; the steps one by one are in ``test_screening_outline.py``."""
 
 import numpy as np
 import pytest
@@ -34,7 +35,7 @@ def dfpt(qe):
         'codes': {'pw': pw, 'ph': ph},
         'relax': orm.Bool(
             False
-        ),  # the candidates' lattices are close to PBE's; test_dfpt_qe tests the relaxation
+        ),  # SevenNet-0's lattices are close to PBE's; test_dfpt_qe tests the relaxation
         'options': orm.Dict(OPTIONS),
     }
 
@@ -63,11 +64,15 @@ def candidates():
 
 
 def test_campaign_predicts_selects_and_verifies(models, dfpt):
+    """The cheapest funnel: three candidates predicted, the best one relaxed (SevenNet-0) and measured
+    against the default hull (the element references of its system: no known structure is stored
+    here), predicted again and verified."""
     structures = candidates()
     results, node = run_get_node(
         ScreeningWorkChain,
         candidates=structures,
         models=models,
+        relax_count=orm.Int(1),
         num_verify=orm.Int(1),
         dfpt=dfpt,
     )
@@ -75,6 +80,7 @@ def test_campaign_predicts_selects_and_verifies(models, dfpt):
     assert 'predictions' not in results  # outputs of the prediction processes, not linked again
     predictions = campaign_predictions(node)
     assert sorted(predictions) == ['Al', 'CaS', 'MgS']
+    assert results['preselection']['ranked'][-1] == 'Al'  # the metal: lowest Φ_adj
     # Every prediction links to its candidate structure and to the four model nodes.
     for key, prediction in predictions.items():
         creator = prediction.creator
@@ -85,19 +91,38 @@ def test_campaign_predicts_selects_and_verifies(models, dfpt):
         assert {
             link.node.uuid for link in creator.base.links.get_incoming(link_label_filter='models__%').all()
         } == {model.uuid for model in models.values()}
+    (key,) = results['preselection']['selected']
+    # Stage 2: the relaxed structure links to its candidate through the relax process.
+    relaxed = results['relaxed'][key]
+    assert relaxed.creator.process_label == 'relax_structures'
+    assert relaxed.creator.base.links.get_incoming(
+        link_label_filter=f'structures__{key}'
+    ).one().node.uuid == (structures[key].uuid)
+    assert results['hull']['source'] == 'default' and results['hull']['potential'] == 'sevennet-0'
+    again = campaign_predictions(node, stage=2)
+    assert list(again) == [key]
+    relaxed_prediction = again[key]
+    assert relaxed_prediction.creator.inputs.structures[key].uuid == relaxed.uuid
+    assert relaxed_prediction.e_above_hull < 0.1  # a stable compound against its elements
     selection = results['selection']
-    assert 'Al' not in selection['ranked']  # metal: predicted gap below 0.5 eV
-    assert selection['selected'] == selection['ranked'][:1]
-    (key,) = selection['selected']
+    assert selection['selected'] == [key]
     dielectric = results['dielectrics'][key]
     assert dielectric.engine == 'qe'
-    # The DFPT ran on the candidate's own structure node: prediction and result meet there.
+    # The DFPT ran on the relaxed structure node: the relaxed prediction and the result meet there.
     dfpt_node = dielectric.creator.caller
-    assert dfpt_node.inputs.structure.uuid == structures[key].uuid
+    assert dfpt_node.inputs.structure.uuid == relaxed.uuid
     summary = results['summary'].get_dict()
+    assert summary['stages']['predict'] == {
+        'candidates': 3,
+        'predicted': 3,
+        'passed_filters': 3,  # Al too: its predicted gap (below 0.5 eV) passes the loose 0.25 eV
+        'selected': 1,
+    }
+    assert summary['stages']['relax']['relaxed'] == summary['stages']['relax']['with_e_above_hull'] == 1
     assert summary['verified'] == summary['selected'] == 1
+    assert summary['results'][0]['e_above_hull'] == pytest.approx(relaxed_prediction.e_above_hull)
     assert summary['results'][0]['fom_dfpt'] == pytest.approx(dielectric.fom)
-    assert summary['mae_fom'] == pytest.approx(abs(predictions[key].fom - dielectric.fom))
+    assert summary['mae_fom'] == pytest.approx(abs(relaxed_prediction.fom - dielectric.fom))
     assert summary['hits'] == int(dielectric.fom > 240)
     assert 3.0 < dielectric.diel_elec < 7.0 and np.isfinite(dielectric.diel_total)
 
@@ -109,10 +134,10 @@ def test_empty_candidates_and_filters_that_pass_nothing(models, dfpt):
         ScreeningWorkChain,
         candidates={'MgO': rocksalt('Mg', 'O', 4.212)},
         models=models,
-        filters=orm.Dict({'e_hull_max': 0.1, 'band_gap_min': 100.0}),
+        loose_filters=orm.Dict({'band_gap_min': 100.0}),
         dfpt=dfpt,
     )
-    assert node.exit_status == ScreeningWorkChain.exit_codes.ERROR_NOTHING_SELECTED.status
+    assert node.exit_status == ScreeningWorkChain.exit_codes.ERROR_NOTHING_TO_RELAX.status
     assert 'band_gap_min' in node.exit_message
     assert list(campaign_predictions(node)) == ['MgO']
 
@@ -125,16 +150,16 @@ def test_candidates_from_a_group_join_the_campaign_group(models, dfpt):
         ScreeningWorkChain,
         candidates_group=orm.Str(group.label),
         models=models,
-        filters=orm.Dict({'band_gap_min': 100.0}),  # stop after the prediction stage
+        loose_filters=orm.Dict({'band_gap_min': 100.0}),  # stop after stage 1
         campaign_group=orm.Str('screening-campaign'),
         dfpt=dfpt,
     )
-    assert node.exit_status == ScreeningWorkChain.exit_codes.ERROR_NOTHING_SELECTED.status
+    assert node.exit_status == ScreeningWorkChain.exit_codes.ERROR_NOTHING_TO_RELAX.status
     predictions = campaign_predictions(node)
     assert set(predictions) == {f'n{structure.pk}' for structure in structures.values()}
     labels = [link.link_label for link in node.base.links.get_incoming().all()]
     assert not [label for label in labels if label.startswith('candidates__')]  # no link per candidate
-    members = {member.uuid for member in orm.load_group('screening-campaign').nodes}
+    members = {member.uuid for member in orm.load_group('screening-campaign/stage-1').nodes}
     assert {prediction.uuid for prediction in predictions.values()} <= members
     with pytest.raises(ValueError, match='either as `candidates`'):
         run_get_node(
