@@ -62,7 +62,11 @@ class PredictCalculation(CalcJob):
         options['parser_name'].default = 'dielectrics.predict'
         spec.output_namespace('predictions', valid_type=PredictionData, dynamic=True)
         spec.output('report', valid_type=Dict, help='`predicted` count and `skipped` reasons by key.')
-        spec.exit_code(300, 'ERROR_OUTPUT_MISSING', message=f'the job wrote no {OUTPUT}: see its stderr')
+        spec.exit_code(
+            300,
+            'ERROR_OUTPUT_MISSING',
+            message=f'the job wrote no {OUTPUT}: `verdi calcjob outputcat PK _scheduler-stderr.txt` says why',
+        )
         spec.exit_code(301, 'ERROR_OUTPUT_GARBLED', message=f'{OUTPUT} cannot be read: {{reason}}')
 
     def prepare_for_submission(self, folder):
@@ -99,7 +103,6 @@ class PredictParser(Parser):
             with self.retrieved.base.repository.open(OUTPUT) as handle:
                 content = handle.read()
         except FileNotFoundError:
-            self.log_stderr()
             return self.exit_codes.ERROR_OUTPUT_MISSING
         inputs = self.node.inputs
         keys = sorted(inputs.structures)
@@ -116,10 +119,3 @@ class PredictParser(Parser):
         for key, node in outputs['predictions'].items():
             self.out(f'predictions.{key}', node)
         self.out('report', outputs['report'])
-
-    def log_stderr(self) -> None:
-        """Put the end of the job's stderr (a Python traceback) in the process report."""
-        name = self.node.get_option('scheduler_stderr')
-        if name in self.retrieved.base.repository.list_object_names():
-            tail = self.retrieved.base.repository.get_object_content(name).strip().splitlines()[-5:]
-            self.logger.error('\n'.join(tail))

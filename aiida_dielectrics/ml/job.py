@@ -13,8 +13,8 @@ import json
 import pathlib
 from collections.abc import Sequence
 
-#: File the job reads: ``{"structures": {key: Structure.as_dict()}, "models": {target: folder},
-#: "parameters": {...}}``, paths relative to the job folder.
+#: File the job reads: ``structures`` (``Structure.as_dict()`` by key), ``models`` (folders relative to
+#: the job folder, by target) and ``parameters``.
 INPUT = 'input.json'
 #: File the job writes: ``{key: {column: value}}`` with the columns of :data:`.inference.COLUMNS`, NaN as null.
 OUTPUT = 'predictions.json'

@@ -101,3 +101,8 @@ def test_setup_moves_old_calcfunction_nodes(aiida_profile, aiida_localhost, shar
     assert load_node(job.pk).process_type == OLD
     again = CliRunner().invoke(cli, [str(argument) for argument in arguments], catch_exceptions=False)
     assert 'moved' not in again.output
+
+
+def test_job_refuses_missing_models(aiida_profile):
+    problem = PredictCalculation.spec().inputs.validate({'structures': crystals(), 'models': {}})
+    assert 'models.band_gap, models.diel_elec, models.diel_ionic missing' in str(problem)
