@@ -159,9 +159,7 @@ def stage_two(process):
         assert step() is None, step.__name__
 
 
-def test_funnel_stages_with_a_users_hull(
-    builder, entries_file, fakes, generate_workchain, generate_workflow_node
-):
+def test_funnel_stages_with_a_users_hull(builder, entries_file, fakes, generate_workchain):
     builder.hull_entries = entries_file
     process = generate_workchain(builder)
     stage_two(process)
