@@ -6,7 +6,7 @@ models (the E_form MEGNet and the band-gap, ε_elec and ε_ionic ensembles):
 (a) naive: every model's own ``predict_structure`` per structure (its graph rebuilt per call), no autograd;
 (b) batched: :func:`aiida_dielectrics.ml.inference.predict`, graphs built once per cutoff and shared,
     batches through all models, hull energies and Φ included;
-(c) (b) run through the ``dielectrics.predict`` calcfunction in a throw-away ``verdi presto`` profile
+(c) (b) run through the ``dielectrics.predict_structures`` calcfunction in a throw-away ``verdi presto`` profile
     (provenance written with :func:`aiida_dielectrics.tools.provenance.run_in_bulk`), including creating and
     storing the structure nodes and one prediction node per structure;
 (c') the same with the structure nodes stored before the clock starts, as in a campaign, where
