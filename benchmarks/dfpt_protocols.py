@@ -66,9 +66,9 @@ def report(rows: dict) -> str:
     finished = {protocol: row for protocol, row in rows.items() if row['exit_status'] == 0}
     reference = finished[list(finished)[-1]] if finished else None
     base = next(iter(rows.values()))['qe_wall_seconds']
+    last = list(finished)[-1] if finished else '-'
     lines = [
-        f'| protocol | a (Å) | ε∞ | ε_ion | ε∞ − ε∞({list(finished)[-1] if finished else "-"}) | '
-        'ε_ion − ε_ion(same) | PBE gap (eV) | QE wall (s) |',
+        f'| protocol | a (Å) | ε∞ | ε_ion | ε∞ vs {last} | ε_ion vs {last} | PBE gap (eV) | QE wall (s) |',
         '| --- | --- | --- | --- | --- | --- | --- | --- |',
     ]
     for protocol, row in rows.items():
