@@ -9,5 +9,7 @@ bash scripts/install.sh
 bash scripts/services.sh  # PostgreSQL and RabbitMQ for the production-profile tests (-m production)
 ruff check .
 ruff format --check .
-python -m pytest -p no:cacheprovider -q --durations=10
+# One worker per core, each test file on one worker (its module-scoped fixtures run once): the real QE
+# runs, subprocesses and single-threaded tests overlap.
+python -m pytest -p no:cacheprovider -q -n auto --dist loadfile --durations=10
 python -m sphinx -W --keep-going -q -b html docs docs/_build/html
