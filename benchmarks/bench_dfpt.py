@@ -83,15 +83,14 @@ def qe_wall_seconds(node) -> float:
     return total
 
 
-def run_one(reference: dict, codes, protocol: str, relax: bool, mpi: int, pools: int) -> dict:
+def qe_builder(structure, codes, protocol: str, mpi: int, relax: bool = True, overrides: dict | None = None):
+    """The QE engine's builder through the common interface, with this benchmark's family and job options."""
     from aiida import orm
-    from aiida.engine import run_get_node
 
     from aiida_dielectrics.workflows.dfpt import load_engine
 
-    engine = load_engine('qe')
-    builder = engine.get_builder_from_protocol(
-        orm.StructureData(pymatgen=reference['structure']),
+    return load_engine('qe').get_builder_from_protocol(
+        orm.StructureData(pymatgen=structure),
         codes=codes,
         protocol=protocol,
         potential_family=FAMILY,
@@ -102,8 +101,14 @@ def run_one(reference: dict, codes, protocol: str, relax: bool, mpi: int, pools:
             # Waiting MPI ranks give the CPU back: busy-polling ranks starve each other on a shared machine.
             'environment_variables': {'OMPI_MCA_mpi_yield_when_idle': '1'},
         },
-        overrides={'pools': pools},
+        overrides=overrides,
     )
+
+
+def run_one(reference: dict, codes, protocol: str, relax: bool, mpi: int, pools: int) -> dict:
+    from aiida.engine import run_get_node
+
+    builder = qe_builder(reference['structure'], codes, protocol, mpi, relax, overrides={'pools': pools})
     start = time.perf_counter()
     results, node = run_get_node(builder)
     row = {'pk': node.pk, 'exit_status': node.exit_status, 'seconds': time.perf_counter() - start}

@@ -16,7 +16,7 @@ import os
 import pathlib
 import tempfile
 
-from bench_dfpt import FAMILY, prepare_profile, qe_wall_seconds
+from bench_dfpt import prepare_profile, qe_builder, qe_wall_seconds
 
 #: Experiment (room temperature): ε∞ 2.96–3.0, ε_ion 6.8, a = 4.212 Å.
 MGO_LATTICE = 4.212
@@ -31,23 +31,9 @@ def mgo():
 
 
 def run_protocol(codes, protocol: str, mpi: int) -> dict:
-    from aiida import orm
     from aiida.engine import run_get_node
 
-    from aiida_dielectrics.workflows.dfpt import load_engine
-
-    builder = load_engine('qe').get_builder_from_protocol(
-        orm.StructureData(pymatgen=mgo()),
-        codes=codes,
-        protocol=protocol,
-        potential_family=FAMILY,
-        options={
-            'resources': {'num_machines': 1, 'num_mpiprocs_per_machine': mpi},
-            'max_wallclock_seconds': 7200,
-            # Waiting MPI ranks give the CPU back: busy-polling ranks starve each other on a shared machine.
-            'environment_variables': {'OMPI_MCA_mpi_yield_when_idle': '1'},
-        },
-    )
+    builder = qe_builder(mgo(), codes, protocol, mpi)
     results, node = run_get_node(builder)
     row = {'pk': node.pk, 'exit_status': node.exit_status, 'qe_wall_seconds': qe_wall_seconds(node)}
     if not node.is_finished_ok:
