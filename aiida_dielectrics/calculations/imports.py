@@ -83,6 +83,7 @@ IMPORTERS = {
     petousis2017.SOURCE: (import_petousis2017, 'csv_file'),
     mp_dfpt_extra.SOURCE: (import_mp_dfpt_extra, 'extxyz_file'),
 }
+READERS = {petousis2017.SOURCE: petousis2017.read_rows, mp_dfpt_extra.SOURCE: mp_dfpt_extra.read_rows}
 
 
 def process_type(source: str) -> str:
@@ -105,7 +106,8 @@ def imported_ids(source: str) -> list[str]:
 
 def run_import(source: str, path, group_label: str | None = None):
     """Import ``source``'s file at ``path`` into the group ``group_label`` (default: named after the data
-    set), adding only rows not imported before.
+    set), adding only rows not imported before. The group gets the nodes of this file's rows, whichever
+    import made them, and nothing else.
 
     Returns ``(report, process_node)``; the process node is ``None`` when this very file was imported
     before, so there is nothing to do.
@@ -124,7 +126,7 @@ def run_import(source: str, path, group_label: str | None = None):
     )
     group, _ = Group.collection.get_or_create(label=group_label or source)
     if earlier.count():
-        group.add_nodes(imported_nodes(source))
+        group.add_nodes(imported_nodes(source, file_ids(source, path)))
         return {'imported': 0, 'already_present': len(existing), 'skipped': []}, None
 
     data_file = SinglefileData(file=path)
@@ -132,7 +134,7 @@ def run_import(source: str, path, group_label: str | None = None):
     # Nodes and links written in bulk in one transaction (``benchmarks/bench_import.py`` compares this
     # with the engine's per-link validation); if the import fails, nothing is stored.
     results, node = run_in_bulk(function, **{file_input: data_file, 'skip': List(existing)})
-    group.add_nodes(imported_nodes(source))
+    group.add_nodes(imported_nodes(source, file_ids(source, path)))
     return results['report'].get_dict(), node
 
 
@@ -141,14 +143,22 @@ def run_petousis2017_import(path, group_label: str = petousis2017.SOURCE):
     return run_import(petousis2017.SOURCE, path, group_label)
 
 
-def imported_nodes(source: str) -> list:
-    """All structures and dielectric results made by ``source``'s imports, whichever run made them."""
+def file_ids(source: str, path) -> list[str]:
+    """The source ids of the valid rows in ``source``'s file at ``path``."""
+    return [row.material_id for row in READERS[source](path) if not isinstance(row, RowError)]
+
+
+def imported_nodes(source: str, material_ids: Iterable[str]) -> list:
+    """The structures and dielectric results of ``material_ids`` made by ``source``'s imports, whichever
+    run made them."""
+    keys = {output_key(material_id) for material_id in material_ids}
+    labels = [f'{output}__{key}' for key in sorted(keys) for output in ('structures', 'dielectrics')]
+    if not labels:
+        return []
     query = QueryBuilder().append(
         CalcFunctionNode, filters={'process_type': process_type(source)}, tag='import'
     )
     query.append(
-        (StructureData, DielectricData),
-        with_incoming='import',
-        edge_filters={'label': {'or': [{'like': 'structures__%'}, {'like': 'dielectrics__%'}]}},
+        (StructureData, DielectricData), with_incoming='import', edge_filters={'label': {'in': labels}}
     )
     return query.all(flat=True)

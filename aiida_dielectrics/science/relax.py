@@ -90,7 +90,9 @@ class Relaxation:
     """The outcome for one structure. ``reason`` is ``None`` when it relaxed to ``fmax``.
 
     ``energy`` is the potential's own energy (eV/atom) and ``energy_mp`` the same on the MP2020 scale
-    (NaN where the scheme does not apply); ``volume_change`` is V_relaxed / V_input − 1. A relaxation
+    (NaN where the scheme does not apply); ``volume_change`` is V_relaxed / V_input − 1; ``max_force`` is the
+    largest force the optimizer converged on (eV/Å: atoms and, with the cell free, the cell filter's stress
+    term), so a converged result has it below ``fmax``. A relaxation
     that ran out of steps keeps its last structure and energy, with ``converged`` false and a reason;
     one that failed outright has ``structure`` ``None`` and NaN energies.
     """
@@ -196,7 +198,8 @@ class Relaxer:
         atoms = AseAtomsAdaptor.get_atoms(structure)
         atoms.calc = self.potential.calculator
         volume = atoms.get_volume()
-        optimizer = FIRE(atoms if fix_cell else FrechetCellFilter(atoms), logfile=None)
+        optimizable = atoms if fix_cell else FrechetCellFilter(atoms)
+        optimizer = FIRE(optimizable, logfile=None)
         converged = False
         for converged in optimizer.irun(fmax=self.fmax, steps=self.max_steps):  # noqa: B007
             forces = atoms.get_forces()
@@ -213,7 +216,7 @@ class Relaxer:
         relaxed = AseAtomsAdaptor.get_structure(atoms)
         energy = float(atoms.get_potential_energy()) / len(atoms)
         energy_mp, mp_reason = mp_corrected_energy(relaxed, energy)
-        largest = float(np.linalg.norm(atoms.get_forces(), axis=1).max())
+        largest = float(np.linalg.norm(optimizable.get_forces(), axis=1).max())
         return Relaxation(
             relaxed,
             energy=energy,

@@ -66,11 +66,18 @@ def test_reimport_does_not_duplicate(imported, petousis_csv, tmp_path):
     lines = petousis_csv.read_text().splitlines(keepends=True)
     subset = tmp_path / 'subset.csv'
     subset.write_text(''.join(lines[:5]))
-    report, node = run_petousis2017_import(subset)
+    report, node = run_petousis2017_import(subset, group_label='subset')
     assert report['imported'] == 0
     assert node.is_finished_ok
     assert QueryBuilder().append(DielectricData).count() == 1056
     assert QueryBuilder().append(StructureData).count() == 1056
+    # Its group holds its own three rows (made by the first import), not the whole data set.
+    members = Group.collection.get(label='subset').nodes
+    ids = sorted(
+        member.base.attributes.get('source_id') for member in members if isinstance(member, DielectricData)
+    )
+    assert len(ids) == 3 and ids == sorted(figures_of_merit_from_csv(subset))
+    assert len(members) == 2 * 3
 
 
 def test_fom_query_matches_independent_computation(imported, petousis_csv):

@@ -86,6 +86,7 @@ def test_both_data_sets_in_one_group_pair_for_training(imported, petousis_head, 
     structures, dielectrics = group_inputs('both')
     sources = {node.base.attributes.get('source') for node in dielectrics.values()}
     assert sources == {'petousis2017', SOURCE}
-    extra = QueryBuilder().append(DielectricData, filters={'attributes.source': SOURCE}).count()
-    assert len(dielectrics) == 4 + extra
+    # The group holds this file's ten frames, not the other mp-dfpt-extra rows imported in this module.
+    assert QueryBuilder().append(DielectricData, filters={'attributes.source': SOURCE}).count() > 10
+    assert len(dielectrics) == 4 + 10
     assert all(isinstance(node, StructureData) for node in structures.values())
