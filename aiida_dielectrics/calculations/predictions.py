@@ -109,24 +109,44 @@ def pymatgen_structure(node: StructureData):
     )
 
 
+def prediction_inputs(
+    structures: dict,
+    models: dict,
+    batch_size: int = 64,
+    labels: bool = True,
+    e_above_hull: dict | None = None,
+) -> dict:
+    """The inputs of a prediction batch: the same for :func:`predict_structures` and for
+    :class:`.predict_job.PredictCalculation`, so that both make the same nodes.
+
+    ``labels=False`` skips the protostructure labels; ``e_above_hull``: hull energies by key (``Float``).
+    """
+    inputs = {
+        'structures': structures,
+        'models': models,
+        'parameters': Dict({'batch_size': batch_size, 'labels': labels}),
+    }
+    if e_above_hull:
+        inputs['e_above_hull'] = e_above_hull
+    return inputs
+
+
 def run_prediction(
     structures: dict,
     models: dict,
     batch_size: int = 64,
     labels: bool = True,
     e_above_hull: dict | None = None,
+    metadata: dict | None = None,
 ):
     """Run :func:`predict_structures` with its provenance written in bulk (:func:`.provenance.run_in_bulk`).
 
     The graph is the one the engine would write, without its 30–100 ms validation query per link (two
-    links per structure). ``labels=False`` skips the protostructure labels; ``e_above_hull``: hull
-    energies by key (``Float``). Returns ``(outputs, process_node)``.
+    links per structure). The arguments are those of :func:`prediction_inputs`; ``metadata`` that of the
+    process (e.g. ``call_link_label``). Returns ``(outputs, process_node)``.
     """
-    parameters = Dict({'batch_size': batch_size, 'labels': labels})
-    extra = {'e_above_hull': e_above_hull} if e_above_hull else {}
-    return run_in_bulk(
-        predict_structures, structures=structures, models=models, parameters=parameters, **extra
-    )
+    inputs = prediction_inputs(structures, models, batch_size, labels, e_above_hull)
+    return run_in_bulk(predict_structures, metadata, **inputs)
 
 
 def model_node(target: str, model, architecture: str = 'megnet', directory=None) -> ModelData:

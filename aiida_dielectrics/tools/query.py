@@ -12,7 +12,7 @@ energies (such as Petousis 2017) never pass an ``e_above_hull`` filter.
 
 from __future__ import annotations
 
-from aiida.orm import CalcFunctionNode, CalculationNode, Group, QueryBuilder, WorkflowNode
+from aiida.orm import CalculationNode, Dict, Group, QueryBuilder, WorkflowNode
 
 from aiida_dielectrics.data.dielectric import DielectricData
 from aiida_dielectrics.data.prediction import PredictionData
@@ -131,22 +131,30 @@ def batch_predictions(process_pks) -> dict[str, PredictionData]:
     return {label.removeprefix('predictions__'): node for node, label in query.all()}
 
 
+def batch_skipped(process_pks) -> dict[str, str]:
+    """The structures the prediction processes ``process_pks`` could not predict: reasons by key (their ``report``)."""
+    if not process_pks:
+        return {}
+    query = QueryBuilder()
+    query.append(CalculationNode, filters={'id': {'in': list(process_pks)}}, tag='batch')
+    query.append(Dict, with_incoming='batch', edge_filters={'label': 'report'}, project='attributes.skipped')
+    return {key: reason for skipped in query.all(flat=True) for key, reason in (skipped or {}).items()}
+
+
 def campaign_predictions(workchain, stage: int = 1) -> dict[str, PredictionData]:
     """A screening campaign's predictions by candidate key, found from its work chain node (or pk):
     ``stage`` 1 on the generated structures (every candidate), 2 on the relaxed ones.
 
-    They are outputs of the prediction processes the work chain called, not of the work chain itself::
+    They are outputs of the prediction processes the work chain called (calcfunctions in the daemon, or
+    ``dielectrics.predict`` jobs), not of the work chain itself::
 
         QueryBuilder().append(WorkflowNode, filters={'id': pk}, tag='campaign').append(
-            CalcFunctionNode, with_incoming='campaign', filters={'extras.screening_stage': 2},
+            CalculationNode, with_incoming='campaign', filters={'extras.screening_stage': 2},
             tag='batch').append(PredictionData, with_incoming='batch', edge_project='label')
     """
     pk = workchain if isinstance(workchain, int) else workchain.pk
     query = QueryBuilder().append(WorkflowNode, filters={'id': pk}, tag='campaign')
     query.append(
-        CalcFunctionNode,
-        with_incoming='campaign',
-        filters={'attributes.process_label': 'predict_structures', f'extras.{STAGE_EXTRA}': stage},
-        project='id',
+        CalculationNode, with_incoming='campaign', filters={f'extras.{STAGE_EXTRA}': stage}, project='id'
     )
     return batch_predictions(query.all(flat=True))

@@ -1,7 +1,9 @@
 """``dielectrics.screening``: a funnel from many candidates to a few DFPT verifications.
 
-1. every candidate: GNN predictions on the generated structure (one
-   :func:`~aiida_dielectrics.calculations.predictions.predict_structures` per batch), the loose filters
+1. every candidate: GNN predictions on the generated structure, in shards of ``inference.shard_size``
+   (in the daemon worker one :func:`~aiida_dielectrics.calculations.predictions.predict_structures` per
+   shard; with ``inference.code`` one :class:`~aiida_dielectrics.calculations.predict_job.PredictCalculation`
+   job per shard on that code's computer, ``inference.max_concurrent`` at a time), the loose filters
    (``loose_filters``: no hull yet), the best ``relax_count`` by Φ_adj go on (``preselection``);
 2. those: relaxation with a universal potential (:func:`aiida_dielectrics.calculations.relax.relax`: each
    relaxed structure links to its candidate through a ``relax_structures`` process, and a structure
@@ -13,12 +15,14 @@
    ``e_hull_max`` …) (``selection``): a DFPT child work chain of the chosen engine
    (:mod:`aiida_dielectrics.workflows.dfpt`) each, on the relaxed structure node.
 
-The predictions are outputs of their batch processes (not linked again to this work chain), found by
-:func:`aiida_dielectrics.tools.query.campaign_predictions` with their stage (the batch processes carry
-the extra ``screening_stage``); with ``campaign_group`` the stage-1 predictions join the group
+The predictions are outputs of their shard processes (not linked again to this work chain), found by
+:func:`aiida_dielectrics.tools.query.campaign_predictions` with their stage (the shard processes carry
+the extra ``screening_stage``; their call link label ``stage<s>_shard<i>_<attempt>`` names the shard, so
+that a step run again after a restart finds the shards already made and does not make them again). A
+failed shard runs once more, then its keys are reported in the summary as not predicted; with ``campaign_group`` the stage-1 predictions join the group
 ``<label>/stage-1`` and the relaxed predictions and DFPT results the group ``<label>``. Provenance is
 written in bulk (:func:`aiida_dielectrics.tools.provenance.run_in_bulk`). A failed DFPT child is
-reported in the summary (:func:`summarize_campaign`, with the counts of every stage); it does not stop
+reported in the summary (:func:`summarize_campaign`, with the counts of every stage); neither stops
 the others.
 """
 
@@ -31,14 +35,15 @@ from aiida.engine import ToContext, WorkChain, calcfunction, while_
 
 from aiida_dielectrics.calculations import hull as hulls
 from aiida_dielectrics.calculations import relax as relaxations
-from aiida_dielectrics.calculations.predictions import run_prediction, structure_of
+from aiida_dielectrics.calculations.predict_job import PredictCalculation
+from aiida_dielectrics.calculations.predictions import prediction_inputs, run_prediction, structure_of
 from aiida_dielectrics.data.dielectric import DielectricData
 from aiida_dielectrics.data.model import ModelData
 from aiida_dielectrics.science import selection
 from aiida_dielectrics.science.hull import load_entries
 from aiida_dielectrics.science.relax import DEFAULT_POTENTIAL, FMAX, MAX_STEPS, POTENTIALS
-from aiida_dielectrics.tools.provenance import run_in_bulk
-from aiida_dielectrics.tools.query import STAGE_EXTRA, batch_predictions
+from aiida_dielectrics.tools.provenance import load_nodes, run_in_bulk
+from aiida_dielectrics.tools.query import STAGE_EXTRA, batch_predictions, batch_skipped
 from aiida_dielectrics.workflows.dfpt import engines, load_engine
 
 #: The original study counted a DFPT Φ above 240 eV as a hit (155/2532 ≈ 6 %).
@@ -47,6 +52,8 @@ DEFAULT_HIT_THRESHOLD = 240.0
 LOOSE_FILTERS = {'band_gap_min': selection.DEFAULT_BAND_GAP_MIN / 2}
 #: Filters ``select_candidates`` knows; the loose ones cannot use the hull (stage 1 has none).
 FILTERS = ('e_hull_max', 'band_gap_min', 'elements_min', 'elements_max')
+#: A prediction shard that fails runs this many times in all before its keys are reported as not predicted.
+SHARD_ATTEMPTS = 2
 #: Columns of the selection table, read from the prediction nodes' attributes.
 TABLE_COLUMNS = ('formula', 'e_above_hull', 'band_gap', 'diel_total', 'fom', 'fom_std', 'fom_adj')
 
@@ -93,7 +100,8 @@ def summarize_campaign(
     """The counts of every stage, ML-vs-DFPT errors and the DFPT hit rate (Φ_DFPT > threshold).
 
     ``funnel``: the counts the work chain kept (``candidates``, ``relaxed``, ``relax_failed``,
-    ``with_e_above_hull``, ``hull_source``); ``nodes`` holds ``prediction_<key>`` (on the relaxed
+    ``with_e_above_hull``, ``hull_source``, ``not_predicted``: by stage, the keys of failed shards with
+    the reason); ``nodes`` holds ``prediction_<key>`` (on the relaxed
     structure) and ``dielectric_<key>`` for every verified key.
     """
     verified = sorted(name.removeprefix('dielectric_') for name in nodes if name.startswith('dielectric_'))
@@ -122,6 +130,7 @@ def summarize_campaign(
                 'predicted': preselection['candidates'],
                 'passed_filters': preselection['passed_filters'],
                 'selected': len(preselection['selected']),
+                'not_predicted': counts['not_predicted']['1'],
             },
             'relax': {
                 'relaxed': counts['relaxed'],
@@ -130,6 +139,7 @@ def summarize_campaign(
                 'predicted': selection_node['candidates'],
                 'passed_filters': selection_node['passed_filters'],
                 'selected': len(selected),
+                'not_predicted': counts['not_predicted']['2'],
             },
             'verify': {'verified': len(rows), 'failed': sorted(set(selected) - set(verified))},
         },
@@ -243,8 +253,41 @@ class ScreeningWorkChain(WorkChain):
             valid_type=orm.Int,
             default=lambda: orm.Int(64),
             validator=validate_positive,
-            help='Structures per GNN batch.',
+            help='Structures per GNN forward pass (inside a shard).',
         )
+        spec.input_namespace(
+            'inference',
+            help='Where the GNNs run and in what shards: in the daemon worker (default), or with `code` as '
+            '`dielectrics.predict` jobs on its computer (a GPU node).',
+        )
+        spec.input(
+            'inference.code',
+            valid_type=orm.AbstractCode,
+            required=False,
+            help='Python of an environment with aiida-dielectrics on the computer that runs the jobs.',
+        )
+        spec.input(
+            'inference.options',
+            valid_type=orm.Dict,
+            required=False,
+            help="The jobs' `metadata.options` (resources, queue_name, max_wallclock_seconds, "
+            'custom_scheduler_commands…).',
+        )
+        spec.input(
+            'inference.shard_size',
+            valid_type=orm.Int,
+            default=lambda: orm.Int(64),
+            validator=validate_positive,
+            help='Structures per prediction process (a calcfunction in the daemon, or a job).',
+        )
+        spec.input(
+            'inference.max_concurrent',
+            valid_type=orm.Int,
+            default=lambda: orm.Int(4),
+            validator=validate_positive,
+            help='Prediction jobs at the same time (with a code).',
+        )
+        spec.inputs['inference'].validator = validate_inference
         spec.input(
             'hit_threshold',
             valid_type=orm.Float,
@@ -291,10 +334,12 @@ class ScreeningWorkChain(WorkChain):
         spec.inputs['models'].validator = validate_models
         spec.outline(
             cls.predict,
+            while_(cls.has_shards)(cls.run_shards, cls.inspect_shards),
             cls.preselect,
             cls.relax,
             cls.measure_hull,
             cls.predict_relaxed,
+            while_(cls.has_shards)(cls.run_shards, cls.inspect_shards),
             cls.select,
             while_(cls.has_unverified)(cls.run_dfpt, cls.inspect_dfpt),
             cls.summarize,
@@ -315,56 +360,153 @@ class ScreeningWorkChain(WorkChain):
         spec.exit_code(320, 'ERROR_NOTHING_SELECTED', message='No candidate passed the filters {filters}.')
         spec.exit_code(400, 'ERROR_ALL_DFPT_FAILED', message='Every DFPT verification failed.')
 
-    def candidate_structures(self) -> dict[str, orm.StructureData]:
-        """The candidates by key, from the input namespace or the group (keys ``n<pk>``)."""
+    def candidate_keys(self) -> list[str]:
+        """The candidates' keys, sorted: from the input namespace or the group (``n<pk>``, read as pks only)."""
         if 'candidates_group' not in self.inputs:
-            return dict(self.inputs.candidates)
+            return sorted(self.inputs.candidates)
         group = orm.load_group(self.inputs.candidates_group.value)
         query = orm.QueryBuilder().append(orm.Group, filters={'id': group.pk}, tag='group')
-        query.append(orm.StructureData, with_group='group')
-        return {f'n{node.pk}': node for node in query.all(flat=True)}
+        query.append(orm.StructureData, with_group='group', project='id')
+        return sorted(f'n{pk}' for pk in query.all(flat=True))
 
     def campaign_group(self, suffix: str = '') -> orm.Group | None:
         if 'campaign_group' not in self.inputs:
             return None
         return orm.Group.collection.get_or_create(label=self.inputs.campaign_group.value + suffix)[0]
 
-    def predict_batches(self, structures: dict, stage: int, group, e_above_hull=None) -> tuple[list, dict]:
-        """Predict ``structures`` in batches, each one process (extra ``screening_stage``) whose outputs
-        are the predictions (not linked again to this work chain); returns the processes' pks and the
-        reasons of the structures not predicted."""
-        keys, e_above_hull = sorted(structures), e_above_hull or {}
-        size = self.inputs.batch_size.value
-        batches, skipped = [], {}
-        for start in range(0, len(keys), size):
-            chunk = keys[start : start + size]
-            results, process = run_prediction(
-                {key: structures[key] for key in chunk},
-                dict(self.inputs.models),
-                size,
-                e_above_hull={key: e_above_hull[key] for key in chunk if key in e_above_hull},
-            )
-            process.base.extras.set(STAGE_EXTRA, stage)
-            batches.append(process.pk)
-            if group is not None:
-                group.add_nodes(list(results.get('predictions', {}).values()))
-            skipped.update(results['report']['skipped'])
-        for key, reason in skipped.items():
-            self.report(f'stage {stage}: {key} not predicted: {reason}')
-        return batches, skipped
-
     def predict(self):
-        """Stage 1: every candidate through the GNNs, as generated."""
-        structures = self.candidate_structures()
-        self.ctx.candidates = len(structures)
-        self.ctx.stage1_batches, skipped = self.predict_batches(
-            structures, 1, self.campaign_group('/stage-1')
+        """Stage 1: every candidate through the GNNs, as generated, in shards (:meth:`run_shards`)."""
+        self.ctx.candidates = len(self.candidate_keys())
+        self.ctx.not_predicted = {'1': {}, '2': {}}
+        self.start_stage(1, self.ctx.candidates)
+
+    def start_stage(self, stage: int, count: int):
+        """Shard ``count`` structures; the checkpoint holds shard indices only, not keys."""
+        self.ctx.stage = stage
+        self.ctx.shard_count = -(-count // self.inputs.inference.shard_size.value)
+        self.ctx.next_shard = 0
+        self.ctx.retry = []  # [index, attempt] of the shards to run again
+        self.ctx.shard_errors = {}  # label: why a shard in the daemon raised (it stores nothing)
+        self.ctx[f'stage{stage}_batches'] = []
+
+    def stage_keys(self) -> list[str]:
+        return self.candidate_keys() if self.ctx.stage == 1 else sorted(self.ctx.relaxed)
+
+    def shard_keys(self, keys: list[str], index: int) -> list[str]:
+        size = self.inputs.inference.shard_size.value
+        return keys[index * size : (index + 1) * size]
+
+    def shard_inputs(self, keys: list[str]) -> dict:
+        """The inputs of a shard's process (:func:`.predictions.prediction_inputs`), in the daemon or as a job."""
+        if self.ctx.stage == 2:
+            structures = {key: orm.load_node(self.ctx.relaxed[key]['structure']) for key in keys}
+            e_above_hull = {
+                key: orm.load_node(self.ctx.e_above_hull[key]) for key in keys if key in self.ctx.e_above_hull
+            }
+        elif 'candidates_group' in self.inputs:
+            nodes = load_nodes([int(key[1:]) for key in keys])
+            structures, e_above_hull = {key: nodes[int(key[1:])] for key in keys}, None
+        else:
+            structures, e_above_hull = {key: self.inputs.candidates[key] for key in keys}, None
+        return {
+            'structures': structures,
+            'models': dict(self.inputs.models),
+            'batch_size': self.inputs.batch_size.value,
+            'e_above_hull': e_above_hull,
+        }
+
+    def called_shards(self) -> dict[str, dict]:
+        """The shard processes of the current stage this work chain called, by call link label."""
+        query = orm.QueryBuilder().append(orm.WorkflowNode, filters={'id': self.node.pk}, tag='campaign')
+        query.append(
+            orm.CalculationNode,
+            with_incoming='campaign',
+            edge_filters={'label': {'like': f'stage{self.ctx.stage}_shard%'}},
+            edge_project='label',
+            project=['id', 'attributes.process_state', 'attributes.exit_status', f'extras.{STAGE_EXTRA}'],
         )
-        predicted = len(structures) - len(skipped)
-        self.report(f'stage 1: {predicted} of {len(structures)} candidates predicted')
-        if not predicted:
-            reasons = '; '.join(sorted(set(skipped.values())))[:300]
-            return self.exit_codes.ERROR_NOTHING_PREDICTED.format(reasons=reasons)
+        names = ('pk', 'state', 'exit_status', 'stage')
+        return {label: dict(zip(names, row, strict=True)) for *row, label in query.all()}
+
+    def has_shards(self):
+        return bool(self.ctx.retry) or self.ctx.next_shard < self.ctx.shard_count
+
+    def run_shards(self):
+        """Predict the next shards: with ``inference.code`` submit up to ``max_concurrent`` jobs and wait for
+        them, else predict every shard here, one after the other. A shard this work chain made already (this
+        step running again from the checkpoint after a worker died) is found by its call link label and not
+        made again."""
+        inference, stage = self.inputs.inference, self.ctx.stage
+        limit = inference.max_concurrent.value if 'code' in inference else self.ctx.shard_count
+        self.ctx.batch = self.ctx.retry[:limit]
+        self.ctx.retry = self.ctx.retry[limit:]
+        while len(self.ctx.batch) < limit and self.ctx.next_shard < self.ctx.shard_count:
+            self.ctx.batch.append([self.ctx.next_shard, 1])
+            self.ctx.next_shard += 1
+        made, keys, launched = self.called_shards(), self.stage_keys(), {}
+        for index, attempt in self.ctx.batch:
+            label = shard_label(stage, index, attempt)
+            if label in made:
+                launched[label] = orm.load_node(made[label]['pk'])
+                continue
+            inputs = self.shard_inputs(self.shard_keys(keys, index))
+            if 'code' in inference:
+                options = inference.options.get_dict() if 'options' in inference else {}
+                node = self.submit(
+                    PredictCalculation,
+                    **prediction_inputs(**inputs),
+                    code=inference.code,
+                    metadata={'call_link_label': label, 'options': options},
+                )
+                launched[label] = node
+            else:
+                try:
+                    _, node = run_prediction(**inputs, metadata={'call_link_label': label})
+                except Exception as exception:  # a shard's failure must not stop the campaign
+                    self.ctx.shard_errors[label] = f'{type(exception).__name__}: {exception}'[:300]
+                    continue
+            node.base.extras.set(STAGE_EXTRA, stage)
+        if 'code' in inference:
+            return ToContext(**launched)
+        return None
+
+    def inspect_shards(self):
+        """Collect the shards just run: a failed one goes back in the queue once, then its keys are reported
+        as not predicted (``summary``); the others go on."""
+        stage, made, keys = self.ctx.stage, self.called_shards(), self.stage_keys()
+        finished = []
+        for index, attempt in self.ctx.batch:
+            label = shard_label(stage, index, attempt)
+            self.ctx.pop(label, None)  # the awaited job: its pk stays in `stage<s>_batches`
+            shard = made.get(label)
+            if shard is not None and shard['state'] == 'finished' and shard['exit_status'] == 0:
+                if shard['stage'] is None:  # the worker died between making the shard and tagging it
+                    orm.load_node(shard['pk']).base.extras.set(STAGE_EXTRA, stage)
+                finished.append(shard['pk'])
+                continue
+            reason = self.ctx.shard_errors.pop(label, None) or shard_failure(shard)
+            shard_keys = self.shard_keys(keys, index)
+            if attempt < SHARD_ATTEMPTS:
+                self.report(f'stage {stage}: shard {index} failed, running it again: {reason}')
+                self.ctx.retry.append([index, attempt + 1])
+            else:
+                self.report(
+                    f'stage {stage}: shard {index} failed {attempt} times, {len(shard_keys)} not predicted '
+                    f'({", ".join(shard_keys[:5])}{"…" if len(shard_keys) > 5 else ""}): {reason}'
+                )
+                self.ctx.not_predicted[str(stage)].update(dict.fromkeys(shard_keys, reason))
+        self.ctx[f'stage{stage}_batches'].extend(finished)
+        for key, reason in batch_skipped(finished).items():
+            self.report(f'stage {stage}: {key} not predicted: {reason}')
+        group = self.campaign_group('/stage-1' if stage == 1 else '')
+        if group is not None and finished:
+            group.add_nodes(list(batch_predictions(finished).values()))
+
+    def nothing_predicted(self, stage: int):
+        """Exit 310 with the reasons: the structures' (their shards' reports) and the failed shards'."""
+        reasons = set(batch_skipped(self.ctx[f'stage{stage}_batches']).values())
+        reasons |= set(self.ctx.not_predicted[str(stage)].values())
+        return self.exit_codes.ERROR_NOTHING_PREDICTED.format(reasons='; '.join(sorted(reasons))[:300])
 
     def preselect(self):
         """Stage 1 → 2: the loose filters, then the best ``relax_count`` by Φ_adj."""
@@ -374,6 +516,9 @@ class ScreeningWorkChain(WorkChain):
             'ranking': 'fom_adj',
         }
         predictions = batch_predictions(self.ctx.stage1_batches)
+        self.report(f'stage 1: {len(predictions)} of {self.ctx.candidates} candidates predicted')
+        if not predictions:
+            return self.nothing_predicted(1)
         chosen, _ = run_in_bulk(select_candidates, parameters=orm.Dict(parameters), **predictions)
         self.out('preselection', chosen)
         self.ctx.preselection = chosen
@@ -430,10 +575,8 @@ class ScreeningWorkChain(WorkChain):
         )
 
     def predict_relaxed(self):
-        """Stage 2: the GNNs again, on the relaxed structures, each prediction with its E_hull."""
-        structures = {key: orm.load_node(value['structure']) for key, value in self.ctx.relaxed.items()}
-        e_above_hull = {key: orm.load_node(pk) for key, pk in self.ctx.e_above_hull.items()}
-        self.ctx.stage2_batches, _ = self.predict_batches(structures, 2, self.campaign_group(), e_above_hull)
+        """Stage 2: the GNNs again, on the relaxed structures, each prediction with its E_hull, in shards."""
+        self.start_stage(2, len(self.ctx.relaxed))
 
     def select(self):
         """Stage 2 → 3: ``filters`` (with the hull now), then the best ``num_verify``."""
@@ -443,6 +586,8 @@ class ScreeningWorkChain(WorkChain):
             'ranking': self.inputs.ranking.value,
         }
         predictions = batch_predictions(self.ctx.stage2_batches)
+        if not predictions:
+            return self.nothing_predicted(2)
         chosen, _ = run_in_bulk(select_candidates, parameters=orm.Dict(parameters), **predictions)
         self.out('selection', chosen)
         self.ctx.selection = chosen
@@ -499,6 +644,7 @@ class ScreeningWorkChain(WorkChain):
             'relax_failed': self.ctx.relax_failed,
             'with_e_above_hull': len(self.ctx.e_above_hull),
             'hull_source': self.ctx.hull_source,
+            'not_predicted': self.ctx.not_predicted,
         }
         summary = summarize_campaign(
             preselection=self.ctx.preselection,
@@ -517,6 +663,32 @@ class ScreeningWorkChain(WorkChain):
         )
         if not verified:
             return self.exit_codes.ERROR_ALL_DFPT_FAILED
+
+
+def shard_label(stage: int, index: int, attempt: int) -> str:
+    """The call link label of a shard's process: what a step run again finds it by."""
+    return f'stage{stage}_shard{index}_{attempt}'
+
+
+def shard_failure(shard: dict | None) -> str:
+    """Why a shard's process (a row of :meth:`ScreeningWorkChain.called_shards`) did not finish well."""
+    if shard is None:
+        return 'no process was made'
+    node = orm.load_node(shard['pk'])
+    status = '' if node.exit_status is None else f' [{node.exit_status}]'
+    message = f': {node.exit_message}' if node.exit_message else ''
+    return f'{node.process_label}<{node.pk}> {node.process_state.value}{status}{message}'[:300]
+
+
+def validate_inference(namespace, _):
+    """Scheduler options need a code (without one the shards run in the daemon) and must be the job's options."""
+    if 'options' not in namespace:
+        return None
+    if 'code' not in namespace:
+        return 'inference.options needs inference.code: without a code the shards run in the daemon worker'
+    ports = PredictCalculation.spec().inputs['metadata']['options']
+    problem = ports.validate(ports.pre_process(namespace['options'].get_dict()))  # with the job's defaults
+    return f'inference.options: {problem.message}' if problem is not None else None
 
 
 def validate_candidates(inputs, _):

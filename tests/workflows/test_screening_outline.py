@@ -5,13 +5,17 @@ steps find predictions, candidates and relaxed structures as in a campaign; the 
 entries file and the selections are the real calcfunctions.
 """
 
+import copy
 import uuid
 
 import numpy as np
 import pytest
 from aiida import orm
-from aiida.engine import calcfunction
+from aiida.common.links import LinkType
+from aiida.engine import ToContext, calcfunction
 from monty.serialization import dumpfn
+from plumpy import ProcessState
+from plumpy.processes import PROCESS_STACK
 from pymatgen.core import Composition, Lattice, Structure
 from pymatgen.entries.computed_entries import ComputedEntry
 
@@ -21,7 +25,7 @@ from aiida_dielectrics.calculations.predictions import model_node
 from aiida_dielectrics.data import DielectricData, PredictionData
 from aiida_dielectrics.ml.loading import PACKAGED_MODELS
 from aiida_dielectrics.tools.provenance import run_in_bulk
-from aiida_dielectrics.tools.query import STAGE_EXTRA, batch_predictions
+from aiida_dielectrics.tools.query import STAGE_EXTRA, batch_predictions, campaign_predictions
 from aiida_dielectrics.workflows import screening
 from aiida_dielectrics.workflows.screening import ScreeningWorkChain
 from tests.qe_setup import FAMILY, OPTIONS
@@ -48,12 +52,10 @@ def candidates():
     }
 
 
-@calcfunction
-def predict_structures(**inputs):
-    """Stand-in for the GNN batch: :data:`VALUES` by formula, and the hull energies it is given."""
-    hull = inputs.get('e_above_hull', {})
+def stand_in_outputs(structures: dict, hull: dict) -> dict:
+    """What the GNN batch would make: :data:`VALUES` by formula, and the hull energies it is given."""
     predictions = {}
-    for key, node in inputs['structures'].items():
+    for key, node in structures.items():
         formula = node.get_pymatgen().composition.reduced_formula
         gap, elec, ionic = VALUES[formula]
         predictions[key] = PredictionData(
@@ -69,9 +71,15 @@ def predict_structures(**inputs):
     return {'predictions': predictions, 'report': orm.Dict({'predicted': len(predictions), 'skipped': {}})}
 
 
-def run_prediction(structures, models, batch_size, e_above_hull=None):
+@calcfunction
+def predict_structures(**inputs):
+    """Stand-in for the GNN batch (:func:`stand_in_outputs`)."""
+    return stand_in_outputs(inputs['structures'], inputs.get('e_above_hull', {}))
+
+
+def run_prediction(structures, models, batch_size, e_above_hull=None, metadata=None):
     extra = {'e_above_hull': e_above_hull} if e_above_hull else {}
-    return run_in_bulk(predict_structures, structures=structures, **extra)
+    return run_in_bulk(predict_structures, metadata, structures=structures, **extra)
 
 
 @calcfunction
@@ -147,14 +155,39 @@ def fakes(monkeypatch):
     monkeypatch.setattr(relaxations, 'relax', relax)
 
 
+@pytest.fixture
+def generate_workchain(generate_workchain):
+    """The work chain is the current process, as when a worker runs its steps: the shards it makes are
+    CALLed by it, which is how its steps find them."""
+    tokens = []
+
+    def factory(builder):
+        process = generate_workchain(builder)
+        tokens.append(PROCESS_STACK.set([process]))
+        return process
+
+    yield factory
+    for token in reversed(tokens):
+        PROCESS_STACK.reset(token)
+
+
+def predict_shards(process):
+    """The loop over the shards of a stage, in the daemon worker."""
+    while process.has_shards():
+        assert process.run_shards() is None
+        process.inspect_shards()
+
+
 def stage_two(process):
     """Run the steps up to and including stage 2's predictions."""
     for step in (
         process.predict,
+        lambda: predict_shards(process),
         process.preselect,
         process.relax,
         process.measure_hull,
         process.predict_relaxed,
+        lambda: predict_shards(process),
     ):
         assert step() is None, step.__name__
 
@@ -176,7 +209,7 @@ def test_funnel_stages_with_a_users_hull(builder, entries_file, fakes, generate_
     assert relaxed.creator.inputs.structures.cao.uuid == builder.candidates['cao'].uuid
     hull = process.outputs['hull']
     assert hull['source'] == 'entries' and hull.creator.inputs.entries.uuid == entries_file.uuid
-    second = batch_predictions(process.ctx.stage2_batches)  # not called by a running work chain
+    second = batch_predictions(process.ctx.stage2_batches)
     assert list(second) == ['cao'] and second['cao'].creator.base.extras.get(STAGE_EXTRA) == 2
     assert second['cao'].e_above_hull == pytest.approx(0.3)
     assert second['cao'].creator.inputs.structures.cao.uuid == relaxed.uuid
@@ -223,6 +256,7 @@ def test_dfpt_of_the_relaxed_structure_and_the_summary(
         'predicted': 4,
         'passed_filters': 3,
         'selected': 3,
+        'not_predicted': {},
     }
     relax_stage = summary['stages']['relax']
     assert relax_stage['relaxed'] == 2 and list(relax_stage['failed']) == ['bao']
@@ -252,7 +286,7 @@ def test_default_hull_of_the_relaxed_compositions(builder, fakes, generate_workc
     builder.relaxation = {'potential': orm.Str('chgnet')}
     builder.relax_count = orm.Int(3)
     process = generate_workchain(builder)
-    for step in (process.predict, process.preselect, process.relax):
+    for step in (process.predict, lambda: predict_shards(process), process.preselect, process.relax):
         assert step() is None
     process.measure_hull()
     assert sorted(Composition(c).reduced_formula for c in asked['compositions']) == ['CaO', 'MgO']
@@ -265,7 +299,8 @@ def test_default_hull_of_the_relaxed_compositions(builder, fakes, generate_workc
 def test_nothing_to_relax_and_nothing_relaxed(builder, fakes, generate_workchain, monkeypatch):
     builder.loose_filters = orm.Dict({'band_gap_min': 10.0})
     process = generate_workchain(builder)
-    assert process.predict() is None
+    process.predict()
+    predict_shards(process)
     exit_code = process.preselect()
     assert exit_code.status == ScreeningWorkChain.exit_codes.ERROR_NOTHING_TO_RELAX.status
     assert 'band_gap_min' in exit_code.message
@@ -273,7 +308,9 @@ def test_nothing_to_relax_and_nothing_relaxed(builder, fakes, generate_workchain
     builder.loose_filters = orm.Dict({})
     builder.relax_count = orm.Int(1)  # BaO only, which does not converge
     process = generate_workchain(builder)
-    assert process.predict() is None and process.preselect() is None
+    process.predict()
+    predict_shards(process)
+    assert process.preselect() is None
     exit_code = process.relax()
     assert exit_code.status == ScreeningWorkChain.exit_codes.ERROR_NOTHING_RELAXED.status
     assert 'not converged' in exit_code.message
@@ -309,3 +346,208 @@ def test_a_bad_entries_file_is_refused(aiida_profile, tmp_path):
     path.write_text('{"not": "entries"}')
     with pytest.raises(ValueError, match=r'hull_entries: entries\.json holds no list of entries'):
         builder.hull_entries = orm.SinglefileData(path)
+
+
+def shard_labels(process) -> list[str]:
+    return sorted(
+        link.link_label for link in process.node.base.links.get_outgoing().all() if 'shard' in link.link_label
+    )
+
+
+def test_a_failing_shard_in_the_daemon_runs_once_more_then_is_reported(
+    builder, fakes, generate_workchain, monkeypatch
+):
+    """Shards of one: CaO's raises twice, MgO's once; the others and MgO's second go on. Nothing stored for a
+    shard that raised, so the labels are those of the shards made."""
+    calls = []
+
+    def flaky(structures, *args, **kwargs):
+        calls.append(sorted(structures))
+        if 'cao' in structures or calls.count(['mgo']) == 1:
+            raise RuntimeError('CUDA out of memory')
+        return run_prediction(structures, *args, **kwargs)
+
+    monkeypatch.setattr(screening, 'run_prediction', flaky)
+    builder.inference = {'shard_size': orm.Int(1)}
+    process = generate_workchain(builder)
+    process.predict()
+    predict_shards(process)
+    assert calls == [['al'], ['bao'], ['cao'], ['mgo'], ['cao'], ['mgo']]
+    assert process.ctx.not_predicted['1'] == {'cao': 'RuntimeError: CUDA out of memory'}
+    assert sorted(campaign_predictions(process.node)) == ['al', 'bao', 'mgo']
+    assert shard_labels(process) == ['stage1_shard0_1', 'stage1_shard1_1', 'stage1_shard3_2']
+    assert process.preselect() is None  # the campaign goes on with the rest
+    assert process.outputs['preselection']['candidates'] == 3
+
+    monkeypatch.setattr(screening, 'run_prediction', lambda *args, **kwargs: 1 / 0)
+    process = generate_workchain(builder)
+    process.predict()
+    predict_shards(process)
+    exit_code = process.preselect()
+    assert exit_code.status == ScreeningWorkChain.exit_codes.ERROR_NOTHING_PREDICTED.status
+    assert exit_code.message == 'No candidate could be predicted: ZeroDivisionError: division by zero.'
+
+
+def test_the_step_run_again_after_a_worker_died_makes_no_shard_twice(
+    builder, fakes, generate_workchain, monkeypatch
+):
+    """The worker dies in the third of four shards (after committing two, the second not yet tagged with its
+    stage); the next one loads the checkpoint from before the step and runs the step again."""
+    builder.inference = {'shard_size': orm.Int(1)}
+    process = generate_workchain(builder)
+    process.predict()
+    checkpoint = copy.deepcopy(dict(process.ctx))
+    made = []
+
+    def dying(*args, **kwargs):
+        if len(made) == 2:
+            raise KeyboardInterrupt  # not an Exception: the step ends here, as when the worker is killed
+        outputs, node = run_prediction(*args, **kwargs)
+        made.append(node)
+        return outputs, node
+
+    monkeypatch.setattr(screening, 'run_prediction', dying)
+    with pytest.raises(KeyboardInterrupt):
+        process.run_shards()
+    made[1].base.extras.delete(STAGE_EXTRA)
+    process.ctx.clear()
+    process.ctx.update(copy.deepcopy(checkpoint))
+
+    again = []
+
+    def counting(structures, *args, **kwargs):
+        again.append(sorted(structures))
+        return run_prediction(structures, *args, **kwargs)
+
+    monkeypatch.setattr(screening, 'run_prediction', counting)
+    predict_shards(process)
+    assert again == [['cao'], ['mgo']]
+    assert shard_labels(process) == [f'stage1_shard{index}_1' for index in range(4)]
+    query = orm.QueryBuilder().append(orm.WorkflowNode, filters={'id': process.node.pk}, tag='campaign')
+    query.append(orm.CalculationNode, with_incoming='campaign', tag='shard')
+    query.append(PredictionData, with_incoming='shard', edge_project='label')
+    assert sorted(query.all(flat=True)) == [f'predictions__{key}' for key in ('al', 'bao', 'cao', 'mgo')]
+    assert sorted(campaign_predictions(process.node)) == ['al', 'bao', 'cao', 'mgo']  # the tag repaired
+    assert len(orm.load_group(f'{builder.campaign_group.value}/stage-1').nodes) == 4
+
+
+class FakeJobs:
+    """Stand-in for ``self.submit(PredictCalculation, …)``: a finished ``CalcJobNode`` CALLed by the work chain under
+    the shard's label, its structures linked in, with the stand-in's predictions, or exit status 300 for the labels
+    in ``failing``."""
+
+    def __init__(self, process, computer, failing=()):
+        self.process, self.computer, self.failing = process, computer, set(failing)
+        self.submitted = []
+
+    def __call__(self, process_class, **inputs):
+        assert process_class is screening.PredictCalculation
+        label = inputs['metadata']['call_link_label']
+        self.submitted.append(inputs)
+        node = orm.CalcJobNode(computer=self.computer, process_type='aiida.calculations:dielectrics.predict')
+        node.set_process_label('PredictCalculation')
+        node.base.links.add_incoming(self.process.node, link_type=LinkType.CALL_CALC, link_label=label)
+        for key, structure in inputs['structures'].items():
+            node.base.links.add_incoming(
+                structure, link_type=LinkType.INPUT_CALC, link_label=f'structures__{key}'
+            )
+        node.set_process_state(ProcessState.FINISHED)
+        node.store()
+        if label in self.failing:
+            node.set_exit_status(300)
+            node.set_exit_message('the job wrote no predictions.json')
+            return node
+        outputs = stand_in_outputs(inputs['structures'], inputs.get('e_above_hull', {}))
+        for key, prediction in outputs['predictions'].items():
+            prediction.base.links.add_incoming(
+                node, link_type=LinkType.CREATE, link_label=f'predictions__{key}'
+            )
+            prediction.store()
+        outputs['report'].base.links.add_incoming(node, link_type=LinkType.CREATE, link_label='report')
+        outputs['report'].store()
+        node.set_exit_status(0)
+        return node
+
+
+def run_job_shards(process) -> list[list[str]]:
+    """The shard loop with jobs: the labels awaited in each round (the engine would put the nodes in the context)."""
+    rounds = []
+    while process.has_shards():
+        awaited = process.run_shards()
+        assert isinstance(awaited, ToContext)
+        rounds.append(sorted(awaited))
+        process.ctx.update(awaited)
+        process.inspect_shards()
+    return rounds
+
+
+def test_shards_as_jobs_max_concurrent_at_a_time_a_failed_one_retried_once(
+    builder, entries_file, fakes, generate_workchain, aiida_localhost
+):
+    """Shards of one, three jobs at a time: CaO's job fails twice and is reported, MgO's fails once; stage 2's
+    job takes the hull energies. Run again from its checkpoint, the step submits nothing twice."""
+    code = orm.InstalledCode(
+        computer=aiida_localhost, filepath_executable='/usr/bin/python3', label='gpu'
+    ).store()
+    options = {'queue_name': 'gpu', 'max_wallclock_seconds': 600}
+    builder.inference = {
+        'code': code,
+        'options': orm.Dict(options),
+        'shard_size': orm.Int(1),
+        'max_concurrent': orm.Int(3),
+    }
+    builder.hull_entries = entries_file
+    builder.relax_count = orm.Int(3)
+    process = generate_workchain(builder)
+    jobs = FakeJobs(
+        process, aiida_localhost, failing={'stage1_shard2_1', 'stage1_shard2_2', 'stage1_shard3_1'}
+    )
+    process.submit = jobs
+    process.predict()
+
+    checkpoint = copy.deepcopy(dict(process.ctx))
+    first = sorted(process.run_shards())
+    process.ctx.clear()
+    process.ctx.update(copy.deepcopy(checkpoint))  # the worker died before the checkpoint: the step again
+    rounds = run_job_shards(process)
+    assert first == rounds[0] == ['stage1_shard0_1', 'stage1_shard1_1', 'stage1_shard2_1']
+    assert rounds[1:] == [['stage1_shard2_2', 'stage1_shard3_1'], ['stage1_shard3_2']]
+    assert len(jobs.submitted) == 6  # not 9: the first round's jobs were found again
+    inputs = jobs.submitted[0]
+    assert inputs['code'].uuid == code.uuid and inputs['metadata']['options'] == options
+    assert list(inputs['structures']) == ['al'] and 'e_above_hull' not in inputs
+    assert inputs['parameters'].get_dict() == {'batch_size': 64, 'labels': True}
+    assert set(inputs['models']) == {'band_gap', 'diel_elec', 'diel_ionic'}
+    (reason,) = process.ctx.not_predicted['1'].values()
+    assert list(process.ctx.not_predicted['1']) == ['cao']
+    assert reason.startswith('PredictCalculation<') and reason.endswith(
+        'finished [300]: the job wrote no predictions.json'
+    )
+    assert sorted(campaign_predictions(process.node)) == ['al', 'bao', 'mgo']
+    assert not [
+        label for label in process.ctx if label.startswith('stage1_shard')
+    ]  # the checkpoint keeps no job
+
+    for step in (process.preselect, process.relax, process.measure_hull, process.predict_relaxed):
+        assert step() is None, step.__name__
+    assert run_job_shards(process) == [['stage2_shard0_1']]  # MgO (BaO did not converge)
+    assert list(jobs.submitted[-1]['e_above_hull']) == ['mgo']
+    assert campaign_predictions(process.node, stage=2)['mgo'].e_above_hull == pytest.approx(0.02)
+    assert process.select() is None
+    assert (
+        process.summarize().status == ScreeningWorkChain.exit_codes.ERROR_ALL_DFPT_FAILED.status
+    )  # no DFPT here
+    summary = process.outputs['summary']['stages']
+    assert summary['predict']['not_predicted'] == {'cao': reason}
+    assert summary['predict']['predicted'] == 3 and summary['relax']['not_predicted'] == {}
+
+
+def test_inference_options_need_a_code_and_must_be_the_jobs(aiida_profile, aiida_localhost):
+    builder = ScreeningWorkChain.get_builder()
+    with pytest.raises(ValueError, match=r'inference\.options needs inference\.code'):
+        builder.inference = {'options': orm.Dict({'queue_name': 'gpu'})}
+    code = orm.InstalledCode(computer=aiida_localhost, filepath_executable='/usr/bin/python3').store()
+    with pytest.raises(ValueError, match=r"inference\.options: .*Unexpected ports \{'queue'"):
+        builder.inference = {'code': code, 'options': orm.Dict({'queue': 'gpu'})}
+    with pytest.raises(ValueError, match='shard_size must be at least 1'):
+        builder.inference = {'shard_size': orm.Int(0)}
