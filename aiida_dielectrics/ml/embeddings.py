@@ -228,9 +228,11 @@ class EmbeddingCache:
                 raise ValueError(
                     f'{self.path} holds embeddings of {meta.get("version")!r}, not of {self.version!r}'
                 )
+            arrays = {block: data[block] for block in BLOCKS}  # each read once: npz members load lazily
+            seconds = data['seconds']
             for i, key in enumerate(data['keys'].tolist()):
-                self.rows[key] = {block: data[block][i] for block in BLOCKS}
-                self.seconds[key] = float(data['seconds'][i])
+                self.rows[key] = {block: arrays[block][i] for block in BLOCKS}
+                self.seconds[key] = float(seconds[i])
 
     def __contains__(self, key: str) -> bool:
         return key in self.rows
