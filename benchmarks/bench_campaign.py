@@ -56,12 +56,12 @@ def campaign(arguments) -> dict:
     load_profile()
     from aiida_dielectrics.calculations import predictions
     from aiida_dielectrics.calculations.candidates import generate_candidates
+    from aiida_dielectrics.calculations.predictions import structure_of
     from aiida_dielectrics.ml import inference
     from aiida_dielectrics.ml.loading import load_predictors
     from aiida_dielectrics.science import candidates
     from aiida_dielectrics.science.datasets.petousis2017 import Row, read_rows
     from aiida_dielectrics.tools.provenance import run_in_bulk
-    from aiida_dielectrics.calculations.predictions import structure_of
     from aiida_dielectrics.workflows.screening import LOOSE_FILTERS, select_candidates
 
     seeds = [row for row in read_rows(arguments.csv) if isinstance(row, Row)][: arguments.seeds]
@@ -185,7 +185,9 @@ def main():
     print(f'{"total (stage 1)":40s} {total:8.1f} s  {result["candidates"] / total:.1f} candidates/s')
     if 'stage 2' in result:
         stage = result['stage 2']
-        print(f'stage 2: {stage["candidates"]} preselected, {stage["relaxed"]} relaxed, {stage["hull entries"]} hull entries')
+        print(
+            f'stage 2: {stage["candidates"]} preselected, {stage["relaxed"]} relaxed, {stage["hull entries"]} hull entries'
+        )
         for step, seconds in stage['seconds'].items():
             print(f'{step:40s} {seconds:8.1f} s  {seconds / stage["candidates"]:6.2f} s/candidate')
         total = sum(stage['seconds'].values())
