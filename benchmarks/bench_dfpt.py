@@ -72,7 +72,8 @@ def prepare_profile():
 
 
 def qe_wall_seconds(node) -> float:
-    """Wall time (s) QE itself reports, summed over every pw.x and ph.x run of the work chain."""
+    """Wall time (s) QE itself reports, summed over every pw.x and ph.x run of the work chain (QE writes
+    ``12.3s``, ``8m34.84s`` or, past an hour, ``1h13m``)."""
     import re
 
     from aiida import orm
@@ -81,10 +82,12 @@ def qe_wall_seconds(node) -> float:
     for calc in node.called_descendants:
         if isinstance(calc, orm.CalcJobNode) and 'retrieved' in calc.outputs:
             text = calc.outputs.retrieved.base.repository.get_object_content('aiida.out')
-            found = re.findall(r'(?:PWSCF|PHONON)\s*:.*?CPU\s+(?:(\d+)m)?\s*([\d.]+)s WALL', text)
+            found = re.findall(
+                r'(?:PWSCF|PHONON)\s*:.*?CPU\s+(?:(\d+)h)?\s*(?:(\d+)m)?\s*(?:([\d.]+)s)?\s*WALL', text
+            )
             if found:
-                minutes, seconds = found[-1]
-                total += 60 * float(minutes or 0) + float(seconds)
+                hours, minutes, seconds = found[-1]
+                total += 3600 * float(hours or 0) + 60 * float(minutes or 0) + float(seconds or 0)
     return total
 
 
