@@ -30,18 +30,11 @@ class PredictCalculation(CalcJob):
     :func:`.predictions.predict_structures`.
 
     The code is a Python interpreter of an environment with ``aiida-dielectrics`` installed (no profile
-    needed there); the job runs ``python -m aiida_dielectrics.ml.job``. A work chain runs shards of its
-    candidates through it as it runs any calculation::
-
-        def predict(self):
-            for index, shard in enumerate(self.ctx.shards):
-                inputs = {'code': self.inputs.predict_code, 'structures': shard, 'models': self.ctx.models,
-                          'parameters': self.inputs.parameters,
-                          'metadata': {'options': self.inputs.predict_options.get_dict()}}
-                self.to_context(**{f'shard_{index}': self.submit(PredictCalculation, **inputs)})
-
-    then reads ``self.ctx.shard_<i>.outputs.predictions``. The options choose the machine: e.g.
-    ``{'resources': {'num_machines': 1}, 'queue_name': 'gpu', 'custom_scheduler_commands': '#SBATCH
+    needed there); the job runs ``python -m aiida_dielectrics.ml.job``. A screening campaign submits its
+    shards as these jobs when its ``inference`` namespace has a code
+    (:meth:`.workflows.screening.ScreeningWorkChain.run_shards`), with the inputs of
+    :func:`.predictions.prediction_inputs`, as the calcfunction gets them. The options choose the machine:
+    e.g. ``{'resources': {'num_machines': 1}, 'queue_name': 'gpu', 'custom_scheduler_commands': '#SBATCH
     --gres=gpu:1'}``.
     """
 
