@@ -117,6 +117,7 @@ def test_campaign_predicts_selects_and_verifies(models, dfpt):
         'predicted': 3,
         'passed_filters': 3,  # Al too: its predicted gap (below 0.5 eV) passes the loose 0.25 eV
         'selected': 1,
+        'not_predicted': {},
     }
     assert summary['stages']['relax']['relaxed'] == summary['stages']['relax']['with_e_above_hull'] == 1
     assert summary['verified'] == summary['selected'] == 1
