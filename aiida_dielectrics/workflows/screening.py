@@ -447,7 +447,8 @@ class ScreeningWorkChain(WorkChain):
         for index, attempt in self.ctx.batch:
             label = shard_label(stage, index, attempt)
             if label in made:
-                launched[label] = orm.load_node(made[label]['pk'])
+                if 'code' in inference:  # await it again
+                    launched[label] = orm.load_node(made[label]['pk'])
                 continue
             inputs = self.shard_inputs(self.shard_keys(keys, index))
             if 'code' in inference:
