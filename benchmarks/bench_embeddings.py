@@ -20,6 +20,10 @@ by-formula split (:mod:`aiida_dielectrics.ml.splits`: 1,438 / 192 / 287):
 Embeddings are cached in ``--cache-dir`` (``<potential>.npz``), so a rerun only fits heads.
 
     OMP_NUM_THREADS=1 python benchmarks/bench_embeddings.py --cache-dir /tmp/emb/cache --out /tmp/emb/results.json
+
+``--megnet-epochs N`` adds the MEGNet fine-tuning (:func:`aiida_dielectrics.ml.training.cross_validate`,
+1 member × N epochs per fold) on the same folds as a reference; with ``--sources composition --no-mlp``
+that is all a run adds to the first.
 """
 
 from __future__ import annotations
