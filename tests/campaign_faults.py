@@ -11,7 +11,6 @@ condition holds; the jobs (pw.x, ph.x) are not the daemon's children and keep ru
 
 import json
 import pathlib
-import shutil
 import time
 import warnings
 
@@ -155,12 +154,7 @@ else:
 
 def setup(shell) -> None:
     """``aiida-dielectrics setup`` with the two pseudos MgO needs (the whole folder is tested elsewhere)."""
-    pseudos = shell.shared / 'pseudos'
-    folder = shell.home / 'pseudos'
-    folder.mkdir()
-    for name in ('Mg-sp.upf', 'O.upf'):
-        shutil.copy(pseudos / 'PseudoDojo-0.4-PBE-SR-noCC-standard' / name, folder)
-    hints = pseudos / 'PseudoDojo-0.4-PBE-SR-standard-hints.djson'
+    folder, hints = shell.mgo_pseudos()
     shell.run('aiida-dielectrics', 'setup', '--pseudo-dir', folder, '--pseudo-hints', hints, check=True)
     (shell.home / 'faults.py').write_text(SCRIPT)
 

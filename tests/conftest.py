@@ -2,6 +2,7 @@
 
 import os
 import pathlib
+import shutil
 import subprocess
 
 import pytest
@@ -77,6 +78,15 @@ class UserShell:
                 f'{" ".join(map(str, args))} exited {result.returncode}:\n{result.stdout}\n{result.stderr}'
             )
         return result
+
+    def mgo_pseudos(self) -> tuple[pathlib.Path, pathlib.Path]:
+        """A pseudo folder with only the two pseudos MgO needs (a short ``setup``), and the cutoff hints."""
+        pseudos = self.shared / 'pseudos'
+        folder = self.home / 'pseudos'
+        folder.mkdir()
+        for name in ('Mg-sp.upf', 'O.upf'):
+            shutil.copy(pseudos / 'PseudoDojo-0.4-PBE-SR-noCC-standard' / name, folder)
+        return folder, pseudos / 'PseudoDojo-0.4-PBE-SR-standard-hints.djson'
 
     def setup(self) -> subprocess.CompletedProcess:
         """``aiida-dielectrics setup`` with the shared pseudos, as the README's quick start runs it."""

@@ -100,12 +100,7 @@ def delete_task_queue(home) -> None:
 def test_setup_creates_localhost_and_codes(shell):
     """``aiida-dielectrics setup`` on a profile it did not make: the computer, a family (two pseudos, to
     keep it short; the full folder is tested on SQLite) and the codes."""
-    pseudos = shell.shared / 'pseudos'
-    folder = shell.home / 'pseudos'
-    folder.mkdir()
-    for name in ('Mg-sp.upf', 'O.upf'):
-        shutil.copy(pseudos / 'PseudoDojo-0.4-PBE-SR-noCC-standard' / name, folder)
-    hints = pseudos / 'PseudoDojo-0.4-PBE-SR-standard-hints.djson'
+    folder, hints = shell.mgo_pseudos()
     arguments = ('--pseudo-dir', folder, '--pseudo-hints', hints, '--pseudo-family', 'MgO')
     output = shell.run('aiida-dielectrics', 'setup', *arguments, check=True).stdout
     assert 'Profile `production`: exists.' in output
