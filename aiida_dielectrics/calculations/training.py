@@ -45,9 +45,16 @@ def dataset_from_nodes(structures: dict, dielectrics: dict):
 
 @calcfunction
 def train_model(
-    target: Str, architecture: Str, members: Int, seed: Int, hyperparameters: Dict, **data
+    target: Str,
+    architecture: Str,
+    members: Int,
+    seed: Int,
+    hyperparameters: Dict,
+    calibration: Str | None = None,
+    **data,
 ) -> ModelData:
-    """Train an ε ensemble on ``data['structures']``/``data['dielectrics']`` and return it as a model node."""
+    """Train an ε ensemble on ``data['structures']``/``data['dielectrics']`` and return it as a model node
+    (σ calibrated on ``calibration``: ``val``, the default, or ``cv``, see :func:`.ml.training.calibrate`)."""
     from aiida_dielectrics.ml import training
 
     dataset = dataset_from_nodes(data['structures'], data['dielectrics'])
@@ -58,6 +65,7 @@ def train_model(
         members.value,
         seed.value,
         hyperparameters=hyperparameters.get_dict(),
+        calibration=calibration.value if calibration is not None else 'val',
     )
     with tempfile.TemporaryDirectory() as folder:
         ensemble.save(folder)
@@ -116,9 +124,12 @@ def group_inputs(group: Group | str, limit: int | None = None) -> tuple[dict, di
     return structures, dielectrics
 
 
-def train_and_export(structures, dielectrics, target, architecture, members, seed, hyperparameters, output):
+def train_and_export(
+    structures, dielectrics, target, architecture, members, seed, hyperparameters, output, calibration='val'
+):
     """Run :func:`train_model` on paired nodes; optionally also export the ensemble to ``output``."""
     node = train_model(
+        calibration=Str(calibration),
         target=Str(target),
         architecture=Str(architecture),
         members=Int(members),
@@ -133,13 +144,22 @@ def train_and_export(structures, dielectrics, target, architecture, members, see
 
 
 def run_training(
-    group, target, architecture, members, seed, hyperparameters, output=None, limit=None, progress=print
+    group,
+    target,
+    architecture,
+    members,
+    seed,
+    hyperparameters,
+    output=None,
+    limit=None,
+    progress=print,
+    calibration='val',
 ):
     """Run :func:`train_model` on a group's nodes; optionally also export the ensemble to ``output``."""
     structures, dielectrics = group_inputs(group, limit)
     progress(f'training {target} on {len(dielectrics)} materials of group {load_group(group).label}')
     return train_and_export(
-        structures, dielectrics, target, architecture, members, seed, hyperparameters, output
+        structures, dielectrics, target, architecture, members, seed, hyperparameters, output, calibration
     )
 
 
@@ -183,6 +203,7 @@ def run_retraining(
     output=None,
     limit=None,
     progress=print,
+    calibration='val',
 ):
     """Run :func:`train_model` once on a base group's nodes plus a campaign's DFPT results.
 
@@ -200,5 +221,5 @@ def run_retraining(
         f'{load_group(campaign).label} plus {len(base)} materials of group {load_group(base_group).label}'
     )
     return train_and_export(
-        structures, dielectrics, target, architecture, members, seed, hyperparameters, output
+        structures, dielectrics, target, architecture, members, seed, hyperparameters, output, calibration
     )

@@ -11,6 +11,7 @@ import click
 
 from aiida_dielectrics.cli import cli
 from aiida_dielectrics.cli.utils import GroupParamType, echo_progress
+from aiida_dielectrics.ml.files import ARCHITECTURES
 from aiida_dielectrics.ml.loading import MODEL_DIR_ENV, PRETRAINED
 
 
@@ -19,16 +20,29 @@ def fit_options(command):
     the command receives them as one ``fit_options`` dict, for :func:`fit_arguments`."""
     options = [
         click.option(
-            '--architecture', type=click.Choice(['megnet', 'wren']), default='megnet', show_default=True
+            '--architecture',
+            type=click.Choice(list(ARCHITECTURES)),
+            default='megnet',
+            show_default=True,
+            help='megnet: fine-tuned MEGNet; wren: protostructure model; embedding-mlp: MLP head on frozen '
+            'SevenNet-0 embeddings.',
         ),
         click.option(
             '--members', type=click.IntRange(1), default=5, show_default=True, help='Ensemble size.'
         ),
         click.option(
-            '--epochs', type=click.IntRange(1), default=30, show_default=True, help='Epochs per member.'
+            '--epochs',
+            type=click.IntRange(1),
+            help="Epochs per member  [default: the architecture's: megnet 30, wren 100, embedding-mlp 200].",
         ),
-        click.option('--batch-size', type=click.IntRange(1), default=32, show_default=True),
-        click.option('--lr', type=float, default=1e-3, show_default=True, help='Learning rate.'),
+        click.option(
+            '--batch-size',
+            type=click.IntRange(1),
+            help="[default: the architecture's: megnet 32, wren 64, embedding-mlp 256]",
+        ),
+        click.option(
+            '--lr', type=float, help="Learning rate  [default: the architecture's: 1e-3, embedding-mlp 2e-3]."
+        ),
         click.option(
             '--seed', type=int, default=2017, show_default=True, help='Seed of the split and of member 0.'
         ),
@@ -39,10 +53,28 @@ def fit_options(command):
             help=f'MEGNet to fine-tune: a folder, or a name looked up in ${MODEL_DIR_ENV} or on Hugging Face.',
         ),
         click.option(
+            '--calibration',
+            type=click.Choice(['val', 'cv']),
+            default='val',
+            show_default=True,
+            help='Fit the σ scale on the validation part, or on out-of-fold predictions of a 5-fold CV over '
+            'train+val (5 × the training).',
+        ),
+        click.option(
             '--threads', type=click.IntRange(1), default=1, show_default=True, help='torch CPU threads.'
         ),
     ]
-    names = ('architecture', 'members', 'epochs', 'batch_size', 'lr', 'seed', 'pretrained', 'threads')
+    names = (
+        'architecture',
+        'members',
+        'epochs',
+        'batch_size',
+        'lr',
+        'seed',
+        'pretrained',
+        'calibration',
+        'threads',
+    )
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
@@ -53,7 +85,9 @@ def fit_options(command):
     return wrapper
 
 
-def fit_arguments(architecture, members, epochs, batch_size, lr, seed, pretrained, threads) -> dict:
+def fit_arguments(
+    architecture, members, epochs, batch_size, lr, seed, pretrained, calibration, threads
+) -> dict:
     """The training arguments of :func:`.ml.training.train_ensemble` and the calcfunctions from the options
     of :func:`fit_options`; sets torch's CPU threads."""
     import torch
@@ -65,7 +99,13 @@ def fit_arguments(architecture, members, epochs, batch_size, lr, seed, pretraine
         settings = training.member_settings(architecture, epochs, batch_size, lr, pretrained)
     except FileNotFoundError as exception:
         raise click.ClickException(f'--pretrained: {exception}') from None
-    return {'architecture': architecture, 'members': members, 'seed': seed, 'hyperparameters': settings}
+    return {
+        'architecture': architecture,
+        'members': members,
+        'seed': seed,
+        'hyperparameters': settings,
+        'calibration': calibration,
+    }
 
 
 def data_option(help: str, required: bool = True):
@@ -283,7 +323,9 @@ def calibrate(paths, threads, folders):
     '--cv-members', type=click.IntRange(1), default=1, show_default=True, help='Members per CV fold.'
 )
 @click.option(
-    '--cv-epochs', type=click.IntRange(1), default=15, show_default=True, help='Epochs per CV member.'
+    '--cv-epochs',
+    type=click.IntRange(1),
+    help='Epochs per CV member  [default: megnet 15, others as they were trained].',
 )
 @click.option('--threads', type=click.IntRange(1), default=1, show_default=True, help='torch CPU threads.')
 @click.option(

@@ -23,6 +23,7 @@ records the potential's version and refuses to mix potentials.
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import json
 import os
@@ -50,6 +51,11 @@ POOLINGS = {
 
 HASH_DECIMALS = 6
 CACHE_VERSION = 1
+#: Environment variable naming a folder for ``<potential>.npz`` caches (when :func:`embed` is given none):
+#: training and evaluating on the same data in several commands then embeds each structure once.
+CACHE_ENV = 'AIIDA_DIELECTRICS_EMBEDDING_CACHE'
+#: Embeddings kept in memory per potential (by structure hash), about 8 kB each for SevenNet-0.
+MEMORY_SIZE = 4096
 
 
 def structure_hash(structure: Structure) -> str:
@@ -194,6 +200,8 @@ class CHGNetEmbedder(Embedder):
 
 EMBEDDERS: dict[str, type[Embedder]] = {'sevennet-0': SevenNetEmbedder, 'chgnet': CHGNetEmbedder}
 _LOADED: dict[tuple[str, str], Embedder] = {}
+#: potential version → structure hash → (blocks, seconds), oldest first (see :func:`embed`).
+_MEMORY: dict[str, collections.OrderedDict] = {}
 
 
 def load_embedder(name: str, device: str = 'cpu') -> Embedder:
@@ -273,7 +281,7 @@ class Embeddings(dict):
 
 def embed(
     structures: Sequence[Structure],
-    material_ids: Sequence[str],
+    material_ids: Sequence[str] | None = None,
     potential: str = 'sevennet-0',
     cache: str | pathlib.Path | None = None,
     batch_size: int = 16,
@@ -284,12 +292,23 @@ def embed(
     """The :data:`BLOCKS` of every structure with ``potential``, taken from ``cache`` where it holds them
     and computed (in batches of ``batch_size``) otherwise; new ones are written back to ``cache`` (every
     ``save_every`` structures, and at the end). A batch's time is shared among its structures in
-    proportion to their atoms."""
+    proportion to their atoms. Without ``material_ids`` structures are keyed by their hash alone.
+
+    The last :data:`MEMORY_SIZE` embeddings of each potential are also kept in memory, so the members of
+    every ensemble in a process (and every fold of a cross-validation) embed a structure once."""
+    material_ids = [''] * len(structures) if material_ids is None else material_ids
+    if cache is None and os.environ.get(CACHE_ENV):
+        cache = pathlib.Path(os.environ[CACHE_ENV]).expanduser() / f'{potential}.npz'
     if len(structures) != len(material_ids):
         raise ValueError('structures and material ids differ in length')
     embedder = load_embedder(potential, device)
     store = EmbeddingCache(cache, potential, embedder.version)
     keys = [cache_key(m, s) for m, s in zip(material_ids, structures, strict=True)]
+    memory = _MEMORY.setdefault(embedder.version, collections.OrderedDict())
+    for key in keys:
+        remembered = memory.get(key.split('#')[1])
+        if key not in store and remembered is not None:
+            store.add(key, *remembered)
     missing = list(dict.fromkeys(k for k in keys if k not in store))
     index = {k: i for i, k in enumerate(keys)}
     done_since_save = 0
@@ -311,6 +330,11 @@ def embed(
             if progress:
                 progress(f'{potential}: {start + len(chunk)}/{len(missing)} embedded')
     store.save()
+    for key in keys:
+        memory[key.split('#')[1]] = (store.rows[key], store.seconds[key])
+        memory.move_to_end(key.split('#')[1])
+    while len(memory) > MEMORY_SIZE:
+        memory.popitem(last=False)
     result = Embeddings({block: np.stack([store.rows[k][block] for k in keys]) for block in BLOCKS})
     result.seconds = np.array([store.seconds[k] for k in keys])
     result.computed = len(missing)

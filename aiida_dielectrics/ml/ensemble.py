@@ -28,16 +28,10 @@ import pathlib
 import numpy as np
 import torch
 
-from aiida_dielectrics.ml.files import CARD, tree_sha256
+from aiida_dielectrics.ml.files import ARCHITECTURES, CARD, tree_sha256
 from aiida_dielectrics.ml.graphs import collate, shared_builder
 from aiida_dielectrics.ml.loading import allow_matgl_pickles, load_matgl
 from aiida_dielectrics.ml.transforms import MemberSpread
-
-#: architecture -> "module:Class" of its member implementation (imported when first used).
-ARCHITECTURES = {
-    'megnet': 'aiida_dielectrics.ml.ensemble:MEGNetMember',
-    'wren': 'aiida_dielectrics.ml.wren:WrenMember',
-}
 
 
 def member_class(architecture: str):
@@ -63,7 +57,7 @@ class MEGNetMember:
     def __init__(
         self,
         pretrained: str | None = None,
-        max_epochs: int = 40,
+        max_epochs: int = 30,
         batch_size: int = 32,
         lr: float = 1e-3,
         state_attr: int = 0,

@@ -1,4 +1,5 @@
-"""Model files on disk: matgl's three-file layout, the folders of an ensemble, and their checksum."""
+"""Model files on disk: matgl's three-file layout, the folders of an ensemble, the member class that reads
+each architecture's folders, and their checksum."""
 
 from __future__ import annotations
 
@@ -9,6 +10,12 @@ import pathlib
 MATGL_FILES = ('model.pt', 'state.pt', 'model.json')
 #: An ensemble folder holds this card next to its ``member_<i>/`` folders.
 CARD = 'model_card.json'
+#: architecture -> "module:Class" of its member implementation (imported when first used).
+ARCHITECTURES = {
+    'megnet': 'aiida_dielectrics.ml.ensemble:MEGNetMember',
+    'wren': 'aiida_dielectrics.ml.wren:WrenMember',
+    'embedding-mlp': 'aiida_dielectrics.ml.embedding_mlp:EmbeddingMLPMember',
+}
 
 
 def model_folders(root: pathlib.Path) -> list[pathlib.Path]:

@@ -131,6 +131,23 @@ class MLPHead(_Standardised):
         self.best_epoch = best[2] if val is not None else self.epochs
         return self
 
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Everything a prediction needs, as plain arrays (for ``np.savez``)."""
+        weights = {f'net.{name}': value.numpy() for name, value in self.net.state_dict().items()}
+        return {'mu': self.mu, 'sd': self.sd, 'y': np.array([self.y_mu, self.y_sd]), **weights}
+
+    @classmethod
+    def from_arrays(cls, arrays: dict, head: MLPHead) -> MLPHead:
+        """``head`` (unfitted, with the shape hyper-parameters) given the weights of :meth:`arrays`."""
+        import torch
+
+        head.mu, head.sd = arrays['mu'], arrays['sd']
+        head.y_mu, head.y_sd = (float(v) for v in arrays['y'])
+        head.net = head._network(len(head.mu))
+        state = {key[4:]: torch.from_numpy(value) for key, value in arrays.items() if key.startswith('net.')}
+        head.net.load_state_dict(state)
+        return head
+
     def predict(self, X) -> np.ndarray:
         import torch
 

@@ -81,6 +81,15 @@ def predict(
             if isinstance(member, GraphMember):
                 key = (member.cutoff, member.element_types)
                 builders.setdefault(key, GraphBuilder(*key))
+    # members that are not graph models may know inputs they cannot take (e.g. an element a potential lacks)
+    member_checks = list(
+        {
+            (type(member).__name__, repr(getattr(member, 'potentials', None))): member.structure_problem
+            for model_set in model_sets.values()
+            for member in model_set.members
+            if hasattr(member, 'structure_problem')
+        }.values()
+    )
     kept = []
     with torch.no_grad(), tqdm(total=count, desc='predict', unit=' structures', disable=not progress) as bar:
         for start in range(0, count, batch_size):
@@ -89,7 +98,9 @@ def predict(
             valid = []
             for index in chunk:
                 try:
-                    problem = structure_problem(structures[index])
+                    problem = structure_problem(structures[index]) or next(
+                        filter(None, (check(structures[index]) for check in member_checks)), None
+                    )
                     if problem is not None:
                         raise ValueError(problem)
                     built = {key: builder.build(structures[index]) for key, builder in builders.items()}

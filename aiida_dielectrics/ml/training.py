@@ -21,11 +21,17 @@ from aiida_dielectrics.ml.ensemble import Ensemble, fit_sigma_scale, member_clas
 
 
 def member_settings(
-    architecture: str, max_epochs: int, batch_size: int, lr: float, pretrained: str = loading.PRETRAINED
+    architecture: str,
+    max_epochs: int | None = None,
+    batch_size: int | None = None,
+    lr: float | None = None,
+    pretrained: str = loading.PRETRAINED,
 ) -> dict:
-    """The hyper-parameters of one member; a MEGNet's ``pretrained`` model is looked up by
-    :func:`.loading.resolve` (model folder, package, Hugging Face Hub) and given as its folder."""
-    settings = {'max_epochs': max_epochs, 'batch_size': batch_size, 'lr': lr}
+    """The hyper-parameters of one member: those given (``None``: the member class's own default); a
+    MEGNet's ``pretrained`` model is looked up by :func:`.loading.resolve` (model folder, package,
+    Hugging Face Hub) and given as its folder."""
+    given = {'max_epochs': max_epochs, 'batch_size': batch_size, 'lr': lr}
+    settings = {name: value for name, value in given.items() if value is not None}
     if architecture == 'megnet':
         settings['pretrained'] = str(loading.resolve(pretrained))
     return settings
@@ -63,6 +69,11 @@ def fit_members(
     kind = member_class(architecture)
     train_s = [data.structures[i] for i in train_idx]
     val = ([data.structures[i] for i in val_idx], y[val_idx]) if len(val_idx) else None
+    if hasattr(kind, 'select_hyperparameters'):  # chosen once per ensemble, inside its training part
+        hyperparameters = kind.select_hyperparameters(
+            train_s, y[train_idx], [data.formulas[i] for i in train_idx], seed, **(hyperparameters or {})
+        )
+        progress(f'{target}: hyper-parameters chosen by inner CV: {hyperparameters}')
     fitted, histories = [], []
     for k in range(members):
         start = time.perf_counter()
@@ -84,10 +95,17 @@ def train_ensemble(
     fractions=splits.FRACTIONS,
     hyperparameters: dict | None = None,
     progress: Callable[[str], None] = print,
+    calibration: str = 'val',
 ) -> Ensemble:
-    """Train an ensemble on the train part of the seeded split and write its model card."""
+    """Train an ensemble on the train part of the seeded split and write its model card.
+
+    ``calibration``: where the σ scale is fitted (:func:`calibrate`): ``'val'``, the validation part, or
+    ``'cv'``, out-of-fold predictions of a :data:`.splits.FOLDS`-fold CV at the same setting over
+    train+val (the CV runs ``members`` members per fold: k times the training)."""
     if members < 1:
         raise ValueError('an ensemble needs at least one member')
+    if calibration not in ('val', 'cv'):
+        raise ValueError(f"calibration must be 'val' or 'cv', not {calibration!r}")
     split = target_split(data, target, seed, fractions)
     progress(f'{target}: {len(split.train)} train / {len(split.val)} val / {len(split.test)} test materials')
     ensemble, histories = fit_members(
@@ -113,30 +131,43 @@ def train_ensemble(
             'training': histories,
         }
     )
-    calibrate(ensemble, data, split)
+    cv = None
+    if calibration == 'cv':
+        cv = cross_validate(
+            data, target, architecture, splits.FOLDS, members, seed, fractions, hyperparameters, progress
+        )
+    calibrate(ensemble, data, split, cv)
     return ensemble
 
 
-def calibrate(ensemble: Ensemble, data: Dataset, split: splits.Split) -> dict:
-    """Fit the ensemble's σ scale on the validation part and measure the test part with it.
+def calibrate(ensemble: Ensemble, data: Dataset, split: splits.Split, cv: dict | None = None) -> dict:
+    """Fit the ensemble's σ scale on held-out data and measure the test part with it.
 
-    Writes ``sigma_scale``, ``calibration`` (share of truths within ±1σ and ±2σ before and after scaling,
-    on the validation part it is fitted on and on the test part) and ``metrics.test`` (with calibrated σ)
-    into the card; returns ``calibration``. With one member (no spread) or no validation part the scale
-    stays 1.
+    The held-out data are the validation part, or with ``cv`` (:func:`cross_validate` of the same
+    setting) the out-of-fold predictions over all of train+val: members early-stopped on the validation
+    part are optimistic there, and k folds give ten times the points. Writes ``sigma_scale``,
+    ``calibration`` (share of truths within ±1σ and ±2σ before and after scaling, on the part it is
+    fitted on and on the test part) and ``metrics.test`` (with calibrated σ) into the card; returns
+    ``calibration``. With one member (no spread) or no held-out part the scale stays 1.
     """
-    parts = {'val': split.val, 'test': split.test}
+    fitted_on = 'val' if cv is None else 'cv'
+    parts = {fitted_on: split.val if cv is None else cv['index'], 'test': split.test}
     truth = data.target(ensemble.target)
-    outputs = {
-        part: ensemble.predict_transformed([data.structures[i] for i in index])
-        for part, index in parts.items()
-    }
+    outputs = {'test': ensemble.predict_transformed([data.structures[i] for i in split.test])}
+    outputs[fitted_on] = (
+        ensemble.predict_transformed([data.structures[i] for i in split.val])
+        if cv is None
+        else cv['transformed']
+    )
     raw = {part: ensemble.summarize(values, calibrated=False) for part, values in outputs.items()}
     scale, calibration = 1.0, {}
-    if len(ensemble.members) > 1 and len(split.val):
-        scale = fit_sigma_scale(outputs['val'], transforms.transform(ensemble.transform, truth[split.val]))
+    if len(ensemble.members) > 1 and len(parts[fitted_on]) and outputs[fitted_on].shape[0] > 1:
+        held = parts[fitted_on]
+        scale = fit_sigma_scale(outputs[fitted_on], transforms.transform(ensemble.transform, truth[held]))
         calibration = {
-            'fitted_on': 'val',
+            'fitted_on': fitted_on
+            if cv is None
+            else f'cv ({int(cv["fold"].max()) + 1} folds over train+val)',
             'method': 'sqrt(pi/2) * mean |z| in the transformed space',
             **{
                 part: {
@@ -170,6 +201,10 @@ def calibrate_folder(folder, data: Dataset) -> tuple[Ensemble, dict]:
     split = target_split(data, card['target'], card['split']['seed'], card['split']['fractions'])
     if splits.split_hash(data.material_ids, split) != card['split']['sha256']:
         raise ValueError(f'{folder} was trained on other data or another split')
+    if str(card.get('calibration', {}).get('fitted_on', '')).startswith('cv'):
+        raise ValueError(
+            f'{folder} was calibrated by cross-validation when it was trained: retrain it instead'
+        )
     result = calibrate(ensemble, data, split)
     write_card(folder, ensemble.card)
     return ensemble, result
@@ -194,12 +229,13 @@ def cross_validate(
     """Out-of-fold predictions over train+val (the test part is never touched), of the entries that have
     ``target``.
 
-    Returns ``index``, ``fold``, ``mean`` and ``std`` arrays aligned with each other. Each fold keeps
+    Returns ``index``, ``fold``, ``mean`` and ``std`` arrays aligned with each other, and ``transformed``,
+    the members' outputs (members × entries, transformed space) for :func:`calibrate`. Each fold keeps
     10 % of its training groups for model selection.
     """
     split = target_split(data, target, seed, fractions)
     pool = np.concatenate([split.train, split.val])
-    out = {'index': [], 'fold': [], 'mean': [], 'std': []}
+    out = {'index': [], 'fold': [], 'mean': [], 'std': [], 'transformed': []}
     for k, (rest, held) in enumerate(splits.kfold(data.formulas, pool, folds, seed)):
         inner = splits.train_val_test([data.formulas[i] for i in rest], seed + k, (0.9, 0.1, 0.0))
         progress(f'{target}: CV fold {k + 1}/{folds} ({len(rest)} train, {len(held)} held out)')
@@ -214,7 +250,9 @@ def cross_validate(
             hyperparameters,
             progress,
         )
-        mean, std = ensemble.predict([data.structures[i] for i in held])
+        transformed = ensemble.predict_transformed([data.structures[i] for i in held])
+        mean, std = ensemble.summarize(transformed)
         for key, value in (('index', held), ('fold', np.full(len(held), k)), ('mean', mean), ('std', std)):
             out[key].append(value)
-    return {key: np.concatenate(value) for key, value in out.items()}
+        out['transformed'].append(transformed)
+    return {key: np.concatenate(value, axis=-1) for key, value in out.items()}

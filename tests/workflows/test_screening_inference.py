@@ -87,7 +87,7 @@ def test_jobs_on_localhost_give_the_daemons_nodes(aiida_localhost, qe, shared, t
     expected, predicted = campaign_predictions(here), campaign_predictions(jobs)
     assert sorted(predicted) == sorted(expected) == ['Al', 'CaS', 'MgS']
     for key, prediction in predicted.items():
-        assert prediction.base.attributes.all == pytest.approx(expected[key].base.attributes.all, rel=1e-6)
+        assert prediction.base.attributes.all == pytest.approx(expected[key].base.attributes.all, rel=1e-5)
         assert prediction.creator.inputs.structures[key].uuid == jobs.inputs.candidates[key].uuid
     skipped = batch_skipped([shard.pk for shard in made.values()])
     assert list(skipped) == list(batch_skipped([shard.pk for shard in shards(here).values()])) == ['bad']
