@@ -46,6 +46,7 @@ class EmbeddingMLPMember:
         lr: float = 2e-3,
         max_epochs: int = 200,
         batch_size: int = 256,
+        bagging: bool = True,
     ):
         self.potentials = tuple(potentials)
         unknown = [p for p in self.potentials if p not in embeddings.POTENTIALS]
@@ -57,6 +58,7 @@ class EmbeddingMLPMember:
         self.layers = None if layers is None else int(layers)
         self.width, self.dropout, self.weight_decay = int(width), float(dropout), float(weight_decay)
         self.lr, self.max_epochs, self.batch_size = float(lr), int(max_epochs), int(batch_size)
+        self.bagging = bool(bagging)
         self.head: heads.MLPHead | None = None
         self.versions: dict[str, str] = {}
 
@@ -72,6 +74,7 @@ class EmbeddingMLPMember:
             'lr': self.lr,
             'max_epochs': self.max_epochs,
             'batch_size': self.batch_size,
+            'bagging': self.bagging,
         }
 
     def _head(self, layers: int, epochs: int) -> heads.MLPHead:
@@ -134,8 +137,16 @@ class EmbeddingMLPMember:
         return {**member.hyperparameters, 'layers': chosen['layers'], 'max_epochs': chosen['epochs']}
 
     def fit(self, structures, y, val=None, seed: int = 0) -> dict:
-        """Fit the head; with ``val`` the weights of the epoch with the lowest validation MAE are kept."""
-        X = self.features(structures)
+        """Fit the head; with ``val`` the weights of the epoch with the lowest validation MAE are kept.
+
+        With ``bagging`` the head learns from a bootstrap resample of the training rows drawn with
+        ``seed``: members that differ only in their initial weights agree far more closely than their
+        errors warrant, and by an amount that changes from one training set to the next, so the σ scale
+        fitted on one fit (cross-validation) would not carry over to another (the shipped ensemble)."""
+        X, y = self.features(structures), np.asarray(y, dtype=float)
+        if self.bagging:
+            rows = np.random.default_rng(seed).integers(0, len(y), len(y))
+            X, y = X[rows], y[rows]
         val = (self.features(val[0]), np.asarray(val[1], dtype=float)) if val is not None else None
         self.head = self._head(self.layers or 1, self.max_epochs).fit(X, y, val=val, seed=seed)
         history = self.head.history

@@ -259,7 +259,7 @@ class EmbeddingCache:
         arrays = {block: np.stack([self.rows[k][block] for k in keys]) for block in BLOCKS}
         meta = {'potential': self.potential, 'version': self.version, 'cache_version': CACHE_VERSION}
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = self.path.with_name(self.path.name + '.tmp.npz')
+        temporary = self.path.with_name(f'{self.path.name}.{os.getpid()}.tmp.npz')  # one per writer
         np.savez(
             temporary,
             keys=np.array(keys),
@@ -329,7 +329,8 @@ def embed(
             done_since_save = 0
             if progress:
                 progress(f'{potential}: {start + len(chunk)}/{len(missing)} embedded')
-    store.save()
+    if done_since_save:
+        store.save()
     for key in keys:
         memory[key.split('#')[1]] = (store.rows[key], store.seconds[key])
         memory.move_to_end(key.split('#')[1])

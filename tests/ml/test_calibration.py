@@ -98,29 +98,41 @@ def test_predicted_gap_sigma_enters_phi_sigma_as_in_screening():
     np.testing.assert_allclose(std['fom_pred_gap'], np.hypot(4 * 0.5, 5 * 0.5))
 
 
-def test_shipped_ensembles_carry_a_validation_fitted_scale():
+def test_shipped_ensembles_carry_a_held_out_fitted_scale():
     for name in SHIPPED:
         card = read_card(PACKAGED_MODELS / name)
         calibration = card['calibration']
-        assert card['sigma_scale'] > 1 and calibration['fitted_on'] == 'val'
-        assert calibration['val']['size'] == card['split']['sizes']['val']
+        sizes = card['split']['sizes']
+        part = 'cv' if card['architecture'] == 'embedding-mlp' else 'val'  # out-of-fold over train+val
+        assert card['sigma_scale'] > 1 and calibration['fitted_on'].startswith(part)
+        assert calibration[part]['size'] == (sizes['train'] + sizes['val'] if part == 'cv' else sizes['val'])
         assert calibration['test']['size'] == card['split']['sizes']['test']
         assert calibration['test']['after']['within_1sigma'] > calibration['test']['before']['within_1sigma']
         assert card['metrics']['test']['within_1sigma'] == calibration['test']['after']['within_1sigma']
         assert card['sha256'] == members_sha256(PACKAGED_MODELS / name)
 
 
-def test_cli_calibrate_rewrites_only_the_card(petousis_csv, tmp_path):
+def test_cli_calibrate_rewrites_only_the_card(petousis_csv, mp_dfpt_extra_xyz, tmp_path):
     folder = shutil.copytree(PACKAGED_MODELS / 'band_gap', tmp_path / 'band_gap')
     shipped = read_card(folder)
     stale = {key: value for key, value in shipped.items() if key not in ('sigma_scale', 'calibration')}
     (folder / 'model_card.json').write_text(json.dumps(stale))
-    result = CliRunner().invoke(cli, ['calibrate', '--data', str(petousis_csv), str(folder)])
+    result = CliRunner().invoke(
+        cli, ['calibrate', '--data', str(petousis_csv), '--data', str(mp_dfpt_extra_xyz), str(folder)]
+    )
     assert result.exit_code == 0, result.output
     card = read_card(folder)
     assert card['sigma_scale'] == pytest.approx(shipped['sigma_scale'], rel=1e-5)
     assert card['sha256'] == shipped['sha256'] == members_sha256(folder)
     stale['split']['sha256'] = '0' * 64
     (folder / 'model_card.json').write_text(json.dumps(stale))
-    result = CliRunner().invoke(cli, ['calibrate', '--data', str(petousis_csv), str(folder)])
+    result = CliRunner().invoke(
+        cli, ['calibrate', '--data', str(petousis_csv), '--data', str(mp_dfpt_extra_xyz), str(folder)]
+    )
     assert result.exit_code == 1 and 'another split' in result.output
+
+
+def test_cli_calibrate_refuses_an_ensemble_calibrated_by_cross_validation(petousis_csv, mp_dfpt_extra_xyz):
+    data = ['--data', str(petousis_csv), '--data', str(mp_dfpt_extra_xyz)]
+    result = CliRunner().invoke(cli, ['calibrate', *data, str(PACKAGED_MODELS / 'diel_ionic')])
+    assert result.exit_code == 1 and 'calibrated by cross-validation' in result.output

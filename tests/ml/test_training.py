@@ -202,19 +202,37 @@ def test_training_process_links_model_to_imported_group(aiida_profile_clean, sma
     assert len(inputs) == 2 * 12 + 5  # structures, dielectrics and the five parameter nodes
 
 
-def test_shipped_ensembles_match_their_cards(data):
+@pytest.fixture(scope='module')
+def union(petousis_csv, mp_dfpt_extra_xyz):
+    return dataset.from_files([petousis_csv, mp_dfpt_extra_xyz])
+
+
+def test_shipped_ensembles_match_their_cards(union):
     from aiida_dielectrics.ml.ensemble import members_sha256
     from aiida_dielectrics.ml.loading import PACKAGED_MODELS
 
     files = [path for path in PACKAGED_MODELS.rglob('*') if path.is_file()]
     assert sum(path.stat().st_size for path in files) <= 20e6
-    split = splits.train_val_test(data.formulas)
     for target, transform in transforms.DEFAULT_TRANSFORM.items():
         card = read_card(PACKAGED_MODELS / target)
         assert card['target'] == target and card['transform'] == transform and card['members'] >= 5
         assert card['sha256'] == members_sha256(PACKAGED_MODELS / target)
-        assert card['split']['sha256'] == splits.split_hash(data.material_ids, split)
+        assert card['data']['source'] == 'petousis2017+mp-dfpt-extra'
+        split = training.target_split(union, target)
+        assert card['split']['sha256'] == splits.split_hash(union.material_ids, split)
         assert len(card['training']) == card['members']
+
+
+def test_shipped_epsilon_ensembles_are_the_cv_chosen_embedding_heads():
+    from aiida_dielectrics.ml.loading import PACKAGED_MODELS
+
+    for target in ('diel_elec', 'diel_ionic'):
+        card = read_card(PACKAGED_MODELS / target)
+        assert card['architecture'] == 'embedding-mlp'
+        assert card['hyperparameters']['potentials'] == ['sevennet-0']
+        assert card['hyperparameters']['pooling'] == 'layers' and card['hyperparameters']['bagging']
+        assert card['calibration']['fitted_on'].startswith('cv (5 folds')
+        assert card['calibration']['cv']['size'] == 1630
 
 
 def test_shipped_band_gap_ensemble_is_fine_tuned_at_pbe_fidelity_on_the_epsilon_split():
@@ -225,9 +243,11 @@ def test_shipped_band_gap_ensemble_is_fine_tuned_at_pbe_fidelity_on_the_epsilon_
     hyperparameters = card['hyperparameters']
     assert hyperparameters['pretrained'] == 'MEGNet-MP-2019.4.1-BandGap-mfi'
     assert hyperparameters['state_attr'] == 0  # the PBE fidelity inference calls it with
-    for target in ('diel_elec', 'diel_ionic'):  # same seeded split: the same test materials
-        assert card['split'] == read_card(PACKAGED_MODELS / target)['split']
-    # The pretrained MEGNet scores MAE 1.24 eV, R² -0.08 on this test split (docs/topics/models.md).
+    for target in ('diel_elec', 'diel_ionic'):  # the same seeded split: no ε test material trained on
+        epsilon = read_card(PACKAGED_MODELS / target)['split']
+        assert (card['split']['seed'], card['split']['fractions']) == (epsilon['seed'], epsilon['fractions'])
+        assert set(card['split']['test_ids']) <= set(epsilon['test_ids'])
+    # The pretrained MEGNet scores MAE 1.24 eV, R² -0.08 on the Petousis test split (docs/topics/models.md).
     assert card['metrics']['test']['mae'] < 1.0 and card['metrics']['test']['r2'] > 0.3
 
 
