@@ -167,6 +167,11 @@ def model_node(target: str, model, architecture: str = 'megnet', directory=None)
     existing = query.first(flat=True)
     if existing is not None:
         return existing
+    card = folder / 'model_card.json'
+    if card.is_file():  # an ensemble names its own architecture
+        import json
+
+        architecture = json.loads(card.read_text()).get('architecture', architecture)
     return ModelData(folder=folder, target=target, architecture=architecture).store()
 
 

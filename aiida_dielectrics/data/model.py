@@ -35,7 +35,8 @@ class ModelData(FolderData):
         if not members:
             raise ValueError(f'{root} holds no model: expected model.json in it or in its sub-folders')
         for member in members:
-            missing = [name for name in MATGL_FILES if not (member / name).is_file()]
+            required = ('head.npz', 'model.json') if architecture == 'embedding-mlp' else MATGL_FILES
+            missing = [name for name in required if not (member / name).is_file()]
             if missing:
                 raise ValueError(f'model folder {member} lacks {", ".join(missing)}')
         super().__init__(tree=root, **kwargs)
