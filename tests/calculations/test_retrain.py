@@ -70,7 +70,7 @@ def test_retrain_links_the_model_to_campaign_and_base_nodes(loop, tmp_path):
         assert {result_node.uuid, structure.uuid} <= uuids
         assert inputs[f'dielectrics__campaign_{result_node.pk}'] == result_node.uuid
         assert inputs[f'structures__campaign_{result_node.pk}'] == structure.uuid
-    assert len(inputs) == 2 * (8 + 3) + 5  # structures, dielectrics and the five parameter nodes
+    assert len(inputs) == 2 * (8 + 3) + 6  # structures, dielectrics and the six parameter nodes
 
 
 def test_retrain_refuses_unknown_groups_and_campaigns_without_dfpt(loop):

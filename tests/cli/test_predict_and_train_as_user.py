@@ -137,7 +137,7 @@ def test_train_on_an_imported_group(user_shell, base_group):
     assert json.loads((output / 'model_card.json').read_text())['target'] == 'diel_elec'
     creator = json.loads(verdi_run(user_shell, 'train_inputs.py', CREATOR_INPUTS.format(pk=pk)))
     assert creator['process'] == 'train_model' and creator['exit_status'] == 0
-    assert len(creator['inputs']) == 2 * 8 + 5  # structures, dielectrics and the five parameter nodes
+    assert len(creator['inputs']) == 2 * 8 + 6  # structures, dielectrics and the six parameter nodes
 
 
 def test_train_and_retrain_mistakes_are_one_error_line(user_shell, base_group):
@@ -183,7 +183,7 @@ def test_retrain_on_a_campaign_with_a_dfpt_result(user_shell, base_group, shared
     creator = json.loads(verdi_run(user_shell, 'retrain_inputs.py', CREATOR_INPUTS.format(pk=pk)))
     assert creator['process'] == 'train_model' and creator['exit_status'] == 0
     assert creator['inputs'][f'dielectrics__campaign_{dielectric}'] == dielectric
-    assert len(creator['inputs']) == 2 * (8 + 1) + 5
+    assert len(creator['inputs']) == 2 * (8 + 1) + 6
 
 
 def test_retrain_without_a_profile_is_one_clear_line(tmp_path, shared):

@@ -199,7 +199,7 @@ def test_training_process_links_model_to_imported_group(aiida_profile_clean, sma
     assert process.is_finished_ok and process.process_label == 'train_model'
     inputs = {link.node.uuid for link in process.base.links.get_incoming(link_type=LinkType.INPUT_CALC).all()}
     assert {node.uuid for node in Group.collection.get(label='small').nodes} <= inputs
-    assert len(inputs) == 2 * 12 + 5  # structures, dielectrics and the five parameter nodes
+    assert len(inputs) == 2 * 12 + 6  # structures, dielectrics and the six parameter nodes
 
 
 @pytest.fixture(scope='module')
