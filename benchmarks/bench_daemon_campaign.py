@@ -266,24 +266,41 @@ def step_analyse(arguments) -> dict:
     return result
 
 
+class Stopwatch:
+    """Accumulates the time spent in ``module.name`` (replaced by a timed wrapper) while it is installed."""
+
+    def __init__(self, module, name: str):
+        self.seconds, self.module, self.name = 0.0, module, name
+        self.function = getattr(module, name)
+
+        def timed(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return self.function(*args, **kwargs)
+            finally:
+                self.seconds += time.perf_counter() - start
+
+        setattr(module, name, timed)
+
+
 def time_shards(campaign, durations: list[float], arguments) -> dict:
-    """The work of a shard, piece by piece, in this process, on ``--ml-shards`` of the campaign's stage-1
-    shards (evenly spread, plus the one the worker took longest for): the ML alone (graphs and networks,
-    ``labels=False``), the same with the protostructure labels (what a shard runs), and the whole shard
-    with its provenance written (``run_prediction``), each timed after a warm-up."""
+    """``--ml-shards`` of the campaign's stage-1 shards (evenly spread, plus the one after the first that the
+    worker took longest for) run again with ``run_prediction`` in this process, after a warm-up, with the
+    time spent in ``predict_records`` (the ML, what the ``dielectrics.predict`` job runs too) and, inside it,
+    in the protostructure labels (spglib) measured as they run: ML = predict − labels, provenance = shard −
+    predict."""
     import torch
     from aiida import orm
 
     from aiida_dielectrics.calculations.predictions import load_model_node, pymatgen_structure, run_prediction
-    from aiida_dielectrics.ml.job import predict_records
+    from aiida_dielectrics.ml import inference, job
     from aiida_dielectrics.tools.provenance import load_nodes
 
     torch.set_num_threads(arguments.threads)
     group = orm.load_group(GROUP)
     query = orm.QueryBuilder().append(orm.Group, filters={'id': group.pk}, tag='group')
-    keys = sorted(
-        f'n{pk}' for pk in query.append(orm.StructureData, with_group='group', project='id').all(flat=True)
-    )
+    query.append(orm.StructureData, with_group='group', project='id')
+    keys = sorted(f'n{pk}' for pk in query.all(flat=True))  # the campaign's order
     size = campaign.inputs.inference.shard_size.value
     count = -(-len(keys) // size)
     wanted = arguments.ml_shards
@@ -291,26 +308,27 @@ def time_shards(campaign, durations: list[float], arguments) -> dict:
     longest = max(range(1, len(durations)), key=durations.__getitem__) if len(durations) > 1 else None
     if longest is not None:
         picks.add(longest)
+    models = dict(campaign.inputs.models)
     start = time.perf_counter()
-    model_sets = {target: load_model_node(node) for target, node in campaign.inputs.models.items()}
+    model_sets = {target: load_model_node(node) for target, node in models.items()}
     loading = time.perf_counter() - start
     warm = [pymatgen_structure(node) for node in load_nodes([int(key[1:]) for key in keys[:8]]).values()]
-    predict_records(warm, model_sets, {'batch_size': 64, 'labels': True})
+    job.predict_records(warm, model_sets, {'batch_size': 64, 'labels': True})
+    predicting, labelling = Stopwatch(job, 'predict_records'), Stopwatch(inference, 'protostructure_label')
     timed = {}
     for index in sorted(picks):
         shard = keys[index * size : (index + 1) * size]
         nodes = load_nodes([int(key[1:]) for key in shard])
-        structures = [pymatgen_structure(nodes[int(key[1:])]) for key in shard]
-        times = {}
-        for name, labels in (('ml', False), ('ml_labels', True)):
-            start = time.perf_counter()
-            predict_records(structures, model_sets, {'batch_size': 64, 'labels': labels})
-            times[name] = time.perf_counter() - start
+        predicting.seconds = labelling.seconds = 0.0
         start = time.perf_counter()
-        run_prediction({key: nodes[int(key[1:])] for key in shard}, dict(campaign.inputs.models))
-        times['shard'] = time.perf_counter() - start
-        times['in_worker'] = durations[index] if index < len(durations) else None
-        timed[str(index)] = times
+        run_prediction({key: nodes[int(key[1:])] for key in shard}, models)
+        total = time.perf_counter() - start
+        timed[str(index)] = {
+            'shard': total,
+            'predict': predicting.seconds,
+            'labels': labelling.seconds,
+            'in_worker': durations[index] if index < len(durations) else None,
+        }
     return {'model_loading_s': loading, 'shard_count': count, 'longest': longest, 'shards': timed}
 
 
@@ -567,7 +585,7 @@ def summarize(result: dict) -> dict:
         timed = ml['shards']
         scale = len(shards)  # the shards the worker ran
         mean = {
-            name: sum(t[name] for t in timed.values()) / len(timed) for name in ('ml', 'ml_labels', 'shard')
+            name: sum(t[name] for t in timed.values()) / len(timed) for name in ('shard', 'predict', 'labels')
         }
         figures['sampled_shards'] = sorted(int(index) for index in timed)
         figures['shard_times'] = timed
@@ -578,9 +596,9 @@ def summarize(result: dict) -> dict:
         if pairs:
             figures['sampled_in_worker_mean_s'] = sum(w for w, _ in pairs) / len(pairs)
             figures['sampled_in_process_mean_s'] = sum(p for _, p in pairs) / len(pairs)
-        figures['ml_estimate_s'] = mean['ml'] * scale
-        figures['labels_estimate_s'] = (mean['ml_labels'] - mean['ml']) * scale
-        figures['shard_storage_estimate_s'] = (mean['shard'] - mean['ml_labels']) * scale
+        figures['ml_estimate_s'] = (mean['predict'] - mean['labels']) * scale
+        figures['labels_estimate_s'] = mean['labels'] * scale
+        figures['shard_storage_estimate_s'] = (mean['shard'] - mean['predict']) * scale
     return figures
 
 
@@ -762,8 +780,8 @@ def main():
         for index, times in sorted(figures.get('shard_times', {}).items(), key=lambda item: int(item[0])):
             worker = '–' if times['in_worker'] is None else f'{times["in_worker"]:.2f} s'
             print(
-                f'[{kind}] shard {index:>4}: ML {times["ml"]:.2f} s, + labels {times["ml_labels"]:.2f} s, '
-                f'run_prediction {times["shard"]:.2f} s; in the worker {worker}'
+                f'[{kind}] shard {index:>4}: run_prediction {times["shard"]:.2f} s (predict_records '
+                f'{times["predict"]:.2f} s, of which labels {times["labels"]:.2f} s); in the worker {worker}'
                 + (' (the longest)' if int(index) == figures.get('longest_shard') else '')
             )
         print(f'[{kind}] package: {figures["package"]}')
