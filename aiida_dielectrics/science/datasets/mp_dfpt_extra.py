@@ -13,6 +13,7 @@ with the line where it starts and the reason, and never stops the others.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import hashlib
 import io
@@ -23,7 +24,7 @@ from collections.abc import Iterator
 import ase.io
 import numpy as np
 from ase.io.extxyz import XYZError
-from pymatgen.core import Lattice, Structure
+from pymatgen.core import Composition, Lattice, Structure
 
 from aiida_dielectrics.science import tensors
 from aiida_dielectrics.science.datasets import RowError
@@ -99,7 +100,7 @@ def parse_frame(text: str, line: int) -> Row:
     ionic = tensors.symmetric_tensor(info_tensor(atoms.info, 'REF_dielectric_ionic'), 'REF_dielectric_ionic')
     return Row(
         line=line,
-        material_id=material_id(structure),
+        material_id=material_id(atoms.cell.array, atoms.get_chemical_symbols(), atoms.positions),
         structure=structure,
         epsilon_electronic=electronic,
         epsilon_ionic=ionic,
@@ -124,21 +125,19 @@ def born_charges(arrays: dict, num_sites: int) -> np.ndarray:
     return tensors.born_charges(values.reshape(num_sites, 3, 3), num_sites)
 
 
-def material_id(structure: Structure) -> str:
+def material_id(lattice: np.ndarray, species: list[str], positions: np.ndarray) -> str:
     """``<formula>-<10 hex digits>``: the reduced formula with elements in alphabetical order (``CO5U``;
     plain, unlike pymatgen's ``reduced_formula``, whose grouping of polyanions changes between versions) and
     the sha256 of the lattice, species and Cartesian positions rounded to :data:`HASH_DECIMALS`, so the same
-    frame gets the same id in any file (the source gives no id)."""
+    frame gets the same id in any file (the source gives no id). The numbers are the ones read from the
+    file: coordinates recomputed by pymatgen differ in the last bits between machines (BLAS), and the file's
+    six-decimal lattices often sit exactly on a rounding tie, so a hash of those would differ too."""
 
     def rounded(values):
-        return (np.round(values, HASH_DECIMALS) + 0.0).tolist()  # + 0.0 turns -0.0 into 0.0
+        return (np.round(np.asarray(values, dtype=float), HASH_DECIMALS) + 0.0).tolist()  # -0.0 → 0.0
 
-    payload = {
-        'lattice': rounded(structure.lattice.matrix),
-        'species': [site.species_string for site in structure],
-        'positions': rounded(structure.cart_coords),
-    }
+    payload = {'lattice': rounded(lattice), 'species': list(species), 'positions': rounded(positions)}
     digest = hashlib.sha256(json.dumps(payload).encode()).hexdigest()
-    amounts = sorted(structure.composition.reduced_composition.get_el_amt_dict().items())
+    amounts = sorted(Composition(collections.Counter(species)).reduced_composition.get_el_amt_dict().items())
     formula = ''.join(f'{element}{amount:g}' if amount != 1 else element for element, amount in amounts)
     return f'{formula}-{digest[:10]}'
