@@ -128,12 +128,21 @@ def predict(
 
     table = pd.DataFrame(index=range(count), columns=COLUMNS, dtype=float)
     table['formula'] = [structure.composition.reduced_formula for structure in structures]
-    table['reason'] = reasons
     for target, model_set in model_sets.items():
         members = np.stack([np.concatenate(slot) if slot else np.zeros(0) for slot in outputs[target]])
-        mean, std = model_set.summarize(members)
+        with np.errstate(over='ignore', invalid='ignore'):  # refused below, with a reason
+            mean, std = model_set.summarize(members)
         table.loc[kept, target] = mean
         table.loc[kept, f'{target}_std'] = std
+        # a head far outside its training data can overflow the inverse transform (exp): refuse that structure
+        for index in np.asarray(kept, dtype=int)[~(np.isfinite(mean) & np.isfinite(std))]:
+            reasons[index] = (
+                reasons[index] or f'the {target} model gives no finite value: far outside its data'
+            )
+    refused = [index for index in kept if reasons[index] is not None]
+    table.loc[refused, list(model_sets)] = np.nan
+    table.loc[refused, [f'{target}_std' for target in model_sets]] = np.nan
+    table['reason'] = reasons
     if reference is not None:
         compositions = [structure.composition for structure in structures]
         table['e_above_hull'] = hull.e_above_hull(compositions, table['e_form'].to_numpy(), reference)

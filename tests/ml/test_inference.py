@@ -203,6 +203,21 @@ def test_bad_structures_get_a_reason_and_nans(model_sets):
     assert table.loc[1, 'band_gap'] == pytest.approx(2.72, abs=0.01)
 
 
+class Overflowing:
+    """A member whose output for the second structure overflows the log transform's inverse."""
+
+    def predict(self, structures):
+        return [1.0, 1e6][: len(structures)]
+
+
+def test_a_prediction_that_is_not_finite_is_a_reason_not_a_number():
+    model_sets = {'diel_elec': loading.ModelSet('diel_elec', [Overflowing()], transform='log')}
+    table = inference.predict([cscl(), cscl()], model_sets)
+    assert pd.isna(table.loc[0, 'reason']) and table.loc[0, 'diel_elec'] == pytest.approx(np.e)
+    assert table.loc[1, 'reason'] == 'the diel_elec model gives no finite value: far outside its data'
+    assert table.loc[1, ['diel_elec', 'diel_elec_std']].isna().all()
+
+
 def test_predict_cli_with_bad_inputs(model_dir, tmp_path):
     inputs = tmp_path / 'inputs'
     inputs.mkdir()
