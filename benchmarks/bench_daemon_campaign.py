@@ -10,7 +10,10 @@ PostgreSQL database:
    ``generate_candidates`` calcfunction, as ``bench_campaign.py``), stored and put in the group
    ``candidates`` (not timed as part of the campaign);
 3. ``verdi daemon start --workers``, then ``verdi run examples/submit_screening.py --candidates-group
-   candidates --relax-count 1 --verify 1 --pseudo-family <not installed>`` (timed: the submit step);
+   candidates --relax-count 1 --verify 1 --pseudo-family <not installed>`` (timed: the submit step); with
+   ``--predict-jobs N`` also ``--predict-code python@localhost --predict-jobs N`` (a code for this Python,
+   made first): the shards run as ``dielectrics.predict`` jobs, N at a time, instead of one after the
+   other in the worker that runs the work chain;
 4. polling (every ``--interval`` s) until the work chain has its ``preselection`` output (the end of its
    ``preselect`` step: stage 1 done); meanwhile the peak RSS (``VmHWM`` in ``/proc/<pid>/status``) and CPU
    time of each daemon worker (``verdi daemon status`` lists them, and the ZeroMQ broker) and the size
@@ -506,6 +509,15 @@ def measure(kind: str, arguments) -> dict:
             *('--relax-count', '1', '--verify', '1', '--shard-size', arguments.shard_size),
             *('--pseudo-family', NO_FAMILY),
         )
+        if arguments.predict_jobs:  # the shards as `dielectrics.predict` jobs on localhost (direct scheduler)
+            profile.run(
+                *('verdi', 'code', 'create', 'core.code.installed', '--non-interactive', '--label', 'python'),
+                *('--computer', 'localhost', '--filepath-executable', sys.executable),
+            )
+            options = {'environment_variables': {'OMP_NUM_THREADS': str(arguments.threads)}}
+            submit += ('--predict-code', 'python@localhost', '--predict-jobs', arguments.predict_jobs)
+            submit += ('--predict-options', json.dumps(options))
+        result['predict_jobs'] = arguments.predict_jobs
         submitted = time.time()
         output = profile.run(*submit, timeout=3600).stdout
         result['submit_s'] = time.time() - submitted
@@ -552,6 +564,7 @@ def summarize(result: dict) -> dict:
         'kill': result.get('kill'),
         'final_state': poll['final_state'],
         'workers': result['workers'],
+        'predict_jobs': result.get('predict_jobs', 0),
         'before': poll['before'],
         'setup_s': result['setup_s'],
         'generation_s': result['generation']['seconds'],
@@ -629,6 +642,7 @@ def table(results: dict) -> str:
 
     get = [results[k] for k in kinds]
     row('daemon workers', [r_['workers'] for r_ in get], ratio=False)
+    row('prediction jobs at a time (0: in the worker)', [r_['predict_jobs'] for r_ in get], ratio=False)
     row('candidates', [r_['candidates'] for r_ in get], ratio=False)
     row('submit (`verdi run examples/submit_screening.py`)', [r_['submit_s'] for r_ in get], fmt=seconds)
     row(
@@ -739,6 +753,13 @@ def main():
     parser.add_argument('--shard-size', type=int, default=64, help='submit_screening.py --shard-size.')
     parser.add_argument(
         '--threads', type=int, default=1, help='OMP_NUM_THREADS of the daemon (torch threads).'
+    )
+    parser.add_argument(
+        '--predict-jobs',
+        type=int,
+        default=0,
+        help='Run the shards as this many `dielectrics.predict` jobs at a time on localhost (a `python` code, '
+        'direct scheduler) instead of in the daemon worker (0, the default).',
     )
     parser.add_argument('--interval', type=float, default=1.0, help='Polling interval (s).')
     parser.add_argument(
