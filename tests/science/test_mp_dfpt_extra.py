@@ -10,6 +10,7 @@ import hashlib
 import json
 import re
 
+import ase.io
 import numpy as np
 import pytest
 
@@ -61,7 +62,7 @@ def test_every_frame_matches_the_raw_text(rows, mp_dfpt_extra_frames):
     assert len({row.material_id for row in rows}) == 861
 
 
-def test_first_frame_and_ids(rows):
+def test_first_frame_and_ids(rows, mp_dfpt_extra_xyz):
     first = rows[0]
     assert (first.line, first.material_id) == (1, 'CO5U-a3ed766e95')
     assert first.structure.composition.reduced_formula == 'UCO5'
@@ -70,9 +71,11 @@ def test_first_frame_and_ids(rows):
     assert mean_eigenvalue(first.epsilon_electronic) == pytest.approx(
         1 + 4 * np.pi * (0.19957297750985453 + 0.2350385875636232 + 0.1358557735078435) / 3
     )
-    # The id depends on the numbers in the file only, not on coordinates pymatgen recomputed from them.
-    lattice, species = first.structure.lattice.matrix, [site.species_string for site in first.structure]
-    assert mp_dfpt_extra.material_id(lattice, species, first.structure.cart_coords) == first.material_id
+    # The id is a function of the numbers in the file only, not of coordinates pymatgen recomputed from them.
+    atoms = ase.io.read(mp_dfpt_extra_xyz, index=0, format='extxyz')
+    assert first.material_id == mp_dfpt_extra.material_id(
+        atoms.cell.array, atoms.get_chemical_symbols(), atoms.positions
+    )
 
 
 def test_ids_are_the_same_on_every_machine(rows):
