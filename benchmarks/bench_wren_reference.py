@@ -5,7 +5,7 @@ What is compared, and how:
 
 * Data: Petousis 2017 + mp-dfpt-extra (``dataset.from_files``), the project's seeded by-formula split
   (``training.target_split``) and the 5 CV folds over train+val that ``training.cross_validate`` uses
-  (``splits.kfold`` with the same seeds and the same inner 90/10 model-selection split per fold).
+  (``training.cv_folds``: the same seeds and the same inner 90/10 model-selection split per fold).
 * Inputs: each model labels the pymatgen structure its own way: ours with
   ``aiida_dielectrics.ml.protostructure.label``, aviary's with the function aviary points to (aviary 1.2.1
   moved it to pymatgen: ``pymatgen.analysis.prototypes.get_protostructure_label_from_spglib`` at its
@@ -261,17 +261,6 @@ def label_all(data) -> tuple[np.ndarray, dict]:
     return ok, report
 
 
-def folds_of(data, target: str, folds: int, seed: int):
-    """The (train, val, held-out) indices of each fold of ``training.cross_validate``."""
-    from aiida_dielectrics.ml import splits, training
-
-    split = training.target_split(data, target, seed)
-    pool = np.concatenate([split.train, split.val])
-    for k, (rest, held) in enumerate(splits.kfold(data.formulas, pool, folds, seed)):
-        inner = splits.train_val_test([data.formulas[i] for i in rest], seed + k, (0.9, 0.1, 0.0))
-        yield k, rest[inner.train], rest[inner.val], held
-
-
 def run(data, ok, targets, architectures, epochs: int, folds: int, seed: int, log, partial=None) -> dict:
     from aiida_dielectrics.ml import splits, training
 
@@ -285,7 +274,9 @@ def run(data, ok, targets, architectures, epochs: int, folds: int, seed: int, lo
         for name in architectures:
             arch = ARCHITECTURES[name]
             held_all, pred_all, fold_all, fit_seconds = [], [], [], []
-            for k, train, val, held in list(folds_of(data, target, folds, seed))[: args_folds_limit(folds)]:
+            for k, train, val, held in list(training.cv_folds(data, target, folds, seed))[
+                : args_folds_limit(folds)
+            ]:
                 train, val, held = keep(train), keep(val), keep(held)
                 log(
                     f'{target} {name}: CV fold {k + 1}/{folds} ({len(train)} train, {len(val)} val, {len(held)} held)'

@@ -215,6 +215,18 @@ def kind_hyperparameters(ensemble: Ensemble) -> dict:
     return dict(getattr(member, 'hyperparameters', {}))
 
 
+def cv_folds(
+    data: Dataset, target: str, folds: int = splits.FOLDS, seed: int = splits.SEED, fractions=splits.FRACTIONS
+):
+    """The folds of :func:`cross_validate` over train+val: ``(k, train, val, held_out)`` index arrays, ``val``
+    the 10 % of the fold's training groups kept for model selection."""
+    split = target_split(data, target, seed, fractions)
+    pool = np.concatenate([split.train, split.val])
+    for k, (rest, held) in enumerate(splits.kfold(data.formulas, pool, folds, seed)):
+        inner = splits.train_val_test([data.formulas[i] for i in rest], seed + k, (0.9, 0.1, 0.0))
+        yield k, rest[inner.train], rest[inner.val], held
+
+
 def cross_validate(
     data: Dataset,
     target: str,
@@ -233,17 +245,14 @@ def cross_validate(
     the members' outputs (members × entries, transformed space) for :func:`calibrate`. Each fold keeps
     10 % of its training groups for model selection.
     """
-    split = target_split(data, target, seed, fractions)
-    pool = np.concatenate([split.train, split.val])
     out = {'index': [], 'fold': [], 'mean': [], 'std': [], 'transformed': []}
-    for k, (rest, held) in enumerate(splits.kfold(data.formulas, pool, folds, seed)):
-        inner = splits.train_val_test([data.formulas[i] for i in rest], seed + k, (0.9, 0.1, 0.0))
-        progress(f'{target}: CV fold {k + 1}/{folds} ({len(rest)} train, {len(held)} held out)')
+    for k, train, val, held in cv_folds(data, target, folds, seed, fractions):
+        progress(f'{target}: CV fold {k + 1}/{folds} ({len(train) + len(val)} train, {len(held)} held out)')
         ensemble, _ = fit_members(
             data,
             target,
-            rest[inner.train],
-            rest[inner.val],
+            train,
+            val,
             architecture,
             members,
             seed + 100 * k,
