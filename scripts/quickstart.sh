@@ -6,6 +6,7 @@
 # on the daemon; then query and plot it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/env.sh
 SHARED=${AIIDA_DIELECTRICS_SHARED:-../shared}
 # Offline: the pretrained MEGNet E_form model comes from this folder instead of Hugging Face.
 export AIIDA_DIELECTRICS_MODEL_DIR=${AIIDA_DIELECTRICS_MODEL_DIR:-$SHARED/models/matgl}

@@ -3,6 +3,7 @@
 # linters and the documentation build (warnings are errors).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/env.sh
 export AIIDA_DIELECTRICS_SHARED=${AIIDA_DIELECTRICS_SHARED:-$(cd .. && pwd)/shared}
 
 bash scripts/install.sh
