@@ -83,7 +83,7 @@ def step_candidates(arguments) -> dict:
     seeds = [row for row in read_rows(arguments.csv) if isinstance(row, Row)][: arguments.seeds]
     generated, _ = run_in_bulk(
         generate_candidates,
-        parameters=orm.Dict({'threshold': 1e-4, 'max_candidates': arguments.n}),
+        parameters=orm.Dict({'threshold': arguments.threshold, 'max_candidates': arguments.n}),
         **{f'seed_{i}': orm.StructureData(pymatgen=row.structure) for i, row in enumerate(seeds)},
     )
     group, _ = orm.Group.collection.get_or_create(label=GROUP)
@@ -500,7 +500,16 @@ def measure(kind: str, arguments) -> dict:
         start = time.perf_counter()
         profile.create()
         result['setup_s'] = time.perf_counter() - start
-        forwarded = ['--n', arguments.n, '--seeds', arguments.seeds, '--csv', arguments.csv]
+        forwarded = [
+            '--n',
+            arguments.n,
+            '--seeds',
+            arguments.seeds,
+            '--threshold',
+            arguments.threshold,
+            '--csv',
+            arguments.csv,
+        ]
         result['generation'] = profile.step('candidates', *forwarded)
         print(f'[{kind}] {result["generation"]}', file=sys.stderr, flush=True)
         pids = profile.start_daemon(workers)
@@ -746,6 +755,12 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--n', type=int, default=10000, help='Candidates to generate and screen.')
     parser.add_argument('--seeds', type=int, default=400, help='Petousis structures used as seeds.')
+    parser.add_argument(
+        '--threshold',
+        type=float,
+        default=1e-4,
+        help='Substitution probability threshold of the generator (lower: more candidates per seed).',
+    )
     kinds = parser.add_mutually_exclusive_group()
     kinds.add_argument('--profile-kind', choices=('presto', 'psql'), default='presto')
     kinds.add_argument('--both', action='store_true', help='presto, then psql.')
