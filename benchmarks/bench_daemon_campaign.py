@@ -133,8 +133,9 @@ def step_poll(arguments) -> dict:
         checkpoint_max = max(checkpoint_max, len((checkpoint or '').encode()))
         shards = orm.QueryBuilder().append(orm.WorkflowNode, filters={'id': arguments.pk}, tag='campaign')
         shards.append(
-            orm.CalculationNode,
+            orm.ProcessNode,
             with_incoming='campaign',
+            filters={'attributes.process_state': 'finished'},
             edge_filters={'label': {'like': 'stage1_shard%'}},
             project=['id'],
         )
@@ -226,22 +227,29 @@ def step_analyse(arguments) -> dict:
     """The campaign's timeline from its nodes, the storage sizes, and the ML alone on a sample."""
     from aiida import load_profile, orm
 
+    from aiida_dielectrics.workflows.prediction_shard import prediction_batch
+
     load_profile()
 
     campaign = orm.load_node(arguments.pk)
     query = orm.QueryBuilder().append(orm.WorkflowNode, filters={'id': campaign.pk}, tag='campaign')
     query.append(
-        orm.CalculationNode,
+        orm.ProcessNode,
         with_incoming='campaign',
+        filters={'attributes.process_state': 'finished', 'attributes.exit_status': 0},
         edge_filters={'label': {'like': 'stage1_shard%'}},
         edge_project='label',
-        project=['ctime', 'mtime'],
+        project='*',
     )
-    # A shard's process node gets its ctime when it is made, before the shard runs, and its mtime when the
-    # work chain tags it (screening_stage) right after it ran: mtime - ctime is the shard in the worker.
+    # A shard runs from its batch's ctime (the batch's process node is made before the GNNs run; a job's is
+    # the job) to the shard's mtime (a shard work chain is sealed right after its batch).
     shards = sorted(
-        (int(label.split('_')[1].removeprefix('shard')), ctime.timestamp(), mtime.timestamp())
-        for ctime, mtime, label in query.all()
+        (
+            int(label.split('_')[1].removeprefix('shard')),
+            prediction_batch(shard).ctime.timestamp(),
+            shard.mtime.timestamp(),
+        )
+        for shard, label in query.all()
     )
     result = {
         'campaign_ctime': campaign.ctime.timestamp(),
@@ -524,9 +532,12 @@ def measure(kind: str, arguments) -> dict:
                 *('--computer', 'localhost', '--filepath-executable', sys.executable),
             )
             options = {'environment_variables': {'OMP_NUM_THREADS': str(arguments.threads)}}
-            submit += ('--predict-code', 'python@localhost', '--predict-jobs', arguments.predict_jobs)
+            submit += ('--predict-code', 'python@localhost', '--concurrent-shards', arguments.predict_jobs)
             submit += ('--predict-options', json.dumps(options))
+        else:
+            submit += ('--concurrent-shards', arguments.concurrent_shards)
         result['predict_jobs'] = arguments.predict_jobs
+        result['concurrent_shards'] = arguments.predict_jobs or arguments.concurrent_shards
         submitted = time.time()
         output = profile.run(*submit, timeout=3600).stdout
         result['submit_s'] = time.time() - submitted
@@ -574,6 +585,7 @@ def summarize(result: dict) -> dict:
         'final_state': poll['final_state'],
         'workers': result['workers'],
         'predict_jobs': result.get('predict_jobs', 0),
+        'concurrent_shards': result.get('concurrent_shards'),
         'before': poll['before'],
         'setup_s': result['setup_s'],
         'generation_s': result['generation']['seconds'],
@@ -766,6 +778,12 @@ def main():
     kinds.add_argument('--both', action='store_true', help='presto, then psql.')
     parser.add_argument('--workers', type=int, help='Daemon workers (default: 1 for presto, 2 for psql).')
     parser.add_argument('--shard-size', type=int, default=64, help='submit_screening.py --shard-size.')
+    parser.add_argument(
+        '--concurrent-shards',
+        type=int,
+        default=4,
+        help='submit_screening.py --concurrent-shards: shard work chains at a time in the daemon.',
+    )
     parser.add_argument(
         '--threads', type=int, default=1, help='OMP_NUM_THREADS of the daemon (torch threads).'
     )

@@ -7,10 +7,11 @@ default hull (or --hull-entries) and the GNNs again; stage 3, DFPT with Quantum 
 --verify with E_hull < 0.1 eV/atom. The relaxed predictions and DFPT results land in the group
 `campaign` (override with --group), the stage-1 predictions in `campaign/stage-1`; with --wait the script
 follows the campaign until it ends and prints every stage. With --candidates-group LABEL the campaign
-screens a stored group of structures instead of generating substitution candidates. The GNNs run in the
-daemon worker in shards of --shard-size structures; with --predict-code LABEL (a code for the Python of an
-environment with aiida-dielectrics, e.g. on a GPU node) every shard is a `dielectrics.predict` job on that
-code's computer instead, --predict-jobs at a time, with --predict-options (JSON: the jobs' scheduler options).
+screens a stored group of structures instead of generating substitution candidates. The GNNs run in shards
+of --shard-size structures, --concurrent-shards at a time: in the daemon, spread over its workers; with
+--predict-code LABEL (a code for the Python of an environment with aiida-dielectrics, e.g. on a GPU node)
+every shard is a `dielectrics.predict` job on that code's computer instead, with --predict-options (JSON:
+the jobs' scheduler options).
 
 Models: E_form and band gap load from $AIIDA_DIELECTRICS_MODEL_DIR when it holds them (offline),
 otherwise from Hugging Face. Codes and pseudos come from `aiida-dielectrics setup`.
@@ -62,12 +63,15 @@ parser.add_argument('--protocol', default='fast', choices=('fast', 'moderate', '
 parser.add_argument('--mpi', type=int, default=2, help='MPI ranks per DFPT job.')
 parser.add_argument('--wait', action='store_true', help='Follow the campaign until it ends.')
 parser.add_argument('--candidates-group', help='Screen this group of StructureData instead of substitutions.')
-parser.add_argument('--shard-size', type=int, default=64, help='Structures per prediction process.')
+parser.add_argument('--shard-size', type=int, default=64, help='Structures per shard.')
 parser.add_argument(
-    '--predict-code', help='Run the predictions as jobs with this code (e.g. python-gpu@cluster).'
+    '--concurrent-shards',
+    type=int,
+    default=4,
+    help='Shards at a time (over the daemon workers, or jobs with --predict-code).',
 )
 parser.add_argument(
-    '--predict-jobs', type=int, default=4, help='Prediction jobs at a time (with --predict-code).'
+    '--predict-code', help='Run the predictions as jobs with this code (e.g. python-gpu@cluster).'
 )
 parser.add_argument(
     '--predict-options',
@@ -100,10 +104,12 @@ if arguments.candidates_group is None:
 else:
     builder.candidates_group = orm.Str(arguments.candidates_group)
 builder.models = models
-builder.inference = {'shard_size': orm.Int(arguments.shard_size)}
+builder.inference = {
+    'shard_size': orm.Int(arguments.shard_size),
+    'max_concurrent': orm.Int(arguments.concurrent_shards),
+}
 if arguments.predict_code:
     builder.inference.code = orm.load_code(arguments.predict_code)
-    builder.inference.max_concurrent = orm.Int(arguments.predict_jobs)
 if arguments.predict_options:  # refused without a code
     builder.inference.options = orm.Dict(arguments.predict_options)
 builder.relax_count = orm.Int(arguments.relax_count)

@@ -3,7 +3,7 @@ see it: every command a subprocess in a :class:`tests.conftest.UserShell` (the f
 default and on PostgreSQL + RabbitMQ share this).
 
 The candidates are :data:`CANDIDATES` rocksalt MgO cells of different lattice constants in a group,
-predicted in shards of :data:`SHARD_SIZE` in the daemon worker, so that stage 1 runs long enough to be
+predicted in shard work chains of :data:`SHARD_SIZE` in the daemon, so that stage 1 runs long enough to be
 killed in the middle. :data:`SCRIPT` polls the database and kills circus and every process under it (the
 workers and, on the embedded default, its ZeroMQ broker; RabbitMQ is a service and stays) the moment a
 condition holds; the jobs (pw.x, ph.x) are not the daemon's children and keep running, as on a cluster.
@@ -69,7 +69,7 @@ def submit(count, shard_size, verify):
 
 
 def count(condition):
-    '''The stage-1 shards the campaign made, or the ph.x jobs with the scheduler (the profile holds one campaign).'''
+    '''The stage-1 shards the campaign predicted, or the ph.x jobs with the scheduler (the profile holds one campaign).'''
     get_manager().get_profile_storage().get_session().rollback()  # see what the daemon committed since
     if condition == 'ph':
         filters = {'attributes.process_label': 'PhCalculation', 'attributes.state': 'withscheduler'}
@@ -77,7 +77,8 @@ def count(condition):
     query = orm.QueryBuilder().append(
         orm.WorkflowNode, filters={'attributes.process_label': 'ScreeningWorkChain'}, tag='campaign'
     )
-    query.append(orm.CalculationNode, with_incoming='campaign', edge_filters={'label': {'like': 'stage1_shard%'}})
+    query.append(orm.ProcessNode, with_incoming='campaign', edge_filters={'label': {'like': 'stage1_shard%'}}, tag='shard')
+    query.append(orm.CalculationNode, with_incoming='shard', edge_filters={'label': 'batch'})
     return query.count()
 
 
@@ -110,16 +111,17 @@ def check(pk, wait):
         time.sleep(2)
     query = orm.QueryBuilder().append(orm.WorkflowNode, filters={'id': node.pk}, tag='campaign')
     query.append(
-        orm.CalculationNode,
+        orm.ProcessNode,
         with_incoming='campaign',
         edge_filters={'label': {'like': 'stage%_shard%'}},
         edge_project='label',
         tag='shard',
     )
     shards = query.all(flat=True)
-    query.append(PredictionData, with_incoming='shard', edge_project='label', tag='prediction')
+    query.append(orm.CalculationNode, with_incoming='shard', edge_filters={'label': 'batch'}, tag='batch')
+    query.append(PredictionData, with_incoming='batch', edge_project='label', tag='prediction')
     per_key = collections.Counter(
-        (row['campaign--shard']['label'].split('_')[0], row['shard--prediction']['label']) for row in query.iterdict()
+        (row['campaign--shard']['label'].split('_')[0], row['batch--prediction']['label']) for row in query.iterdict()
     )
 
     def processes(process_type):

@@ -145,16 +145,27 @@ def campaign_predictions(workchain, stage: int = 1) -> dict[str, PredictionData]
     """A screening campaign's predictions by candidate key, found from its work chain node (or pk):
     ``stage`` 1 on the generated structures (every candidate), 2 on the relaxed ones.
 
-    They are outputs of the prediction processes the work chain called (calcfunctions in the daemon, or
-    ``dielectrics.predict`` jobs), not of the work chain itself::
+    They are outputs of the processes that made them (:func:`campaign_batches`), not of the work chain
+    itself. In the daemon, the campaign calls a shard work chain, which calls the batch::
 
         QueryBuilder().append(WorkflowNode, filters={'id': pk}, tag='campaign').append(
-            CalculationNode, with_incoming='campaign', filters={'extras.screening_stage': 2},
-            tag='batch').append(PredictionData, with_incoming='batch', edge_project='label')
+            WorkflowNode, with_incoming='campaign', tag='shard').append(
+            CalculationNode, with_incoming='shard', filters={'extras.screening_stage': 2}, tag='batch'
+            ).append(PredictionData, with_incoming='batch', edge_project='label')
+
+    with ``inference.code`` the campaign calls the ``dielectrics.predict`` jobs, which make them.
     """
+    return batch_predictions(campaign_batches(workchain, stage))
+
+
+def campaign_batches(workchain, stage: int = 1) -> list[int]:
+    """The pks of the processes that made a campaign's predictions of ``stage``: the batches of its shard
+    work chains (in the daemon) and its ``dielectrics.predict`` jobs (with ``inference.code``)."""
     pk = workchain if isinstance(workchain, int) else workchain.pk
-    query = QueryBuilder().append(WorkflowNode, filters={'id': pk}, tag='campaign')
-    query.append(
-        CalculationNode, with_incoming='campaign', filters={f'extras.{STAGE_EXTRA}': stage}, project='id'
-    )
-    return batch_predictions(query.all(flat=True))
+    filters = {f'extras.{STAGE_EXTRA}': stage}
+    jobs = QueryBuilder().append(WorkflowNode, filters={'id': pk}, tag='campaign')
+    jobs.append(CalculationNode, with_incoming='campaign', filters=filters, project='id')
+    batches = QueryBuilder().append(WorkflowNode, filters={'id': pk}, tag='campaign')
+    batches.append(WorkflowNode, with_incoming='campaign', tag='shard')
+    batches.append(CalculationNode, with_incoming='shard', filters=filters, project='id')
+    return [*jobs.all(flat=True), *batches.all(flat=True)]

@@ -1,9 +1,11 @@
 """``dielectrics.screening``: a funnel from many candidates to a few DFPT verifications.
 
-1. every candidate: GNN predictions on the generated structure, in shards of ``inference.shard_size``
-   (in the daemon worker one :func:`~aiida_dielectrics.calculations.predictions.predict_structures` per
-   shard; with ``inference.code`` one :class:`~aiida_dielectrics.calculations.predict_job.PredictCalculation`
-   job per shard on that code's computer, ``inference.max_concurrent`` at a time), the loose filters
+1. every candidate: GNN predictions on the generated structure, in shards of ``inference.shard_size``,
+   ``inference.max_concurrent`` at a time (in the daemon one
+   :class:`~aiida_dielectrics.workflows.prediction_shard.PredictionShardWorkChain` per shard, which any
+   worker takes; with ``inference.code`` one
+   :class:`~aiida_dielectrics.calculations.predict_job.PredictCalculation` job per shard on that code's
+   computer), the loose filters
    (``loose_filters``: no hull yet), the best ``relax_count`` by Φ_adj go on (``preselection``);
 2. those: relaxation with a universal potential (:func:`aiida_dielectrics.calculations.relax.relax`: each
    relaxed structure links to its candidate through a ``relax_structures`` process, and a structure
@@ -15,11 +17,13 @@
    ``e_hull_max`` …) (``selection``): a DFPT child work chain of the chosen engine
    (:mod:`aiida_dielectrics.workflows.dfpt`) each, on the relaxed structure node.
 
-The predictions are outputs of their shard processes (not linked again to this work chain), found by
-:func:`aiida_dielectrics.tools.query.campaign_predictions` with their stage (the shard processes carry
-the extra ``screening_stage``; their call link label ``stage<s>_shard<i>_<attempt>`` names the shard, so
+The predictions are outputs of the processes that made them (the job, or the shard work chain's
+``predict_structures`` batch), not linked again to this work chain, and found by
+:func:`aiida_dielectrics.tools.query.campaign_predictions` with their stage (those processes carry the
+extra ``screening_stage``; the shards' call link label ``stage<s>_shard<i>_<attempt>`` names them, so
 that a step run again after a restart finds the shards already made and does not make them again). A
-failed shard runs once more, then its keys are reported in the summary as not predicted; with ``campaign_group`` the stage-1 predictions join the group
+failed shard runs once more, then its keys are reported in the summary as not predicted; with
+``campaign_group`` the stage-1 predictions join the group
 ``<label>/stage-1`` and the relaxed predictions and DFPT results the group ``<label>``. Provenance is
 written in bulk (:func:`aiida_dielectrics.tools.provenance.run_in_bulk`). A failed DFPT child is
 reported in the summary (:func:`summarize_campaign`, with the counts of every stage); neither stops
@@ -36,7 +40,7 @@ from aiida.engine import ToContext, WorkChain, calcfunction, while_
 from aiida_dielectrics.calculations import hull as hulls
 from aiida_dielectrics.calculations import relax as relaxations
 from aiida_dielectrics.calculations.predict_job import PredictCalculation
-from aiida_dielectrics.calculations.predictions import prediction_inputs, run_prediction, structure_of
+from aiida_dielectrics.calculations.predictions import prediction_inputs, structure_of
 from aiida_dielectrics.data.dielectric import DielectricData
 from aiida_dielectrics.data.model import ModelData
 from aiida_dielectrics.science import selection
@@ -45,6 +49,7 @@ from aiida_dielectrics.science.relax import DEFAULT_POTENTIAL, FMAX, MAX_STEPS, 
 from aiida_dielectrics.tools.provenance import load_nodes, run_in_bulk
 from aiida_dielectrics.tools.query import STAGE_EXTRA, batch_predictions, batch_skipped
 from aiida_dielectrics.workflows.dfpt import engines, load_engine
+from aiida_dielectrics.workflows.prediction_shard import PredictionShardWorkChain, prediction_batch
 
 #: The original study counted a DFPT Φ above 240 eV as a hit (155/2532 ≈ 6 %).
 DEFAULT_HIT_THRESHOLD = 240.0
@@ -278,14 +283,14 @@ class ScreeningWorkChain(WorkChain):
             valid_type=orm.Int,
             default=lambda: orm.Int(64),
             validator=validate_positive,
-            help='Structures per prediction process (a calcfunction in the daemon, or a job).',
+            help='Structures per shard (a shard work chain in the daemon, or a job).',
         )
         spec.input(
             'inference.max_concurrent',
             valid_type=orm.Int,
             default=lambda: orm.Int(4),
             validator=validate_positive,
-            help='Prediction jobs at the same time (with a code).',
+            help='Shards at the same time (spread over the daemon workers, or jobs with a code).',
         )
         spec.inputs['inference'].validator = validate_inference
         spec.input(
@@ -386,7 +391,6 @@ class ScreeningWorkChain(WorkChain):
         self.ctx.shard_count = -(-count // self.inputs.inference.shard_size.value)
         self.ctx.next_shard = 0
         self.ctx.retry = []  # [index, attempt] of the shards to run again
-        self.ctx.shard_errors = {}  # label: why a shard in the daemon raised (it stores nothing)
         self.ctx[f'stage{stage}_batches'] = []
 
     def stage_keys(self) -> list[str]:
@@ -397,7 +401,8 @@ class ScreeningWorkChain(WorkChain):
         return keys[index * size : (index + 1) * size]
 
     def shard_inputs(self, keys: list[str]) -> dict:
-        """The inputs of a shard's process (:func:`.predictions.prediction_inputs`), in the daemon or as a job."""
+        """The inputs of a shard's process: a :class:`.PredictionShardWorkChain` in the daemon (structures by
+        UUID, no link each), or a :class:`.PredictCalculation` job (:func:`.predictions.prediction_inputs`)."""
         if self.ctx.stage == 2:
             structures = {key: orm.load_node(self.ctx.relaxed[key]['structure']) for key in keys}
             e_above_hull = {
@@ -408,84 +413,72 @@ class ScreeningWorkChain(WorkChain):
             structures, e_above_hull = {key: nodes[int(key[1:])] for key in keys}, None
         else:
             structures, e_above_hull = {key: self.inputs.candidates[key] for key in keys}, None
-        return {
-            'structures': structures,
-            'models': dict(self.inputs.models),
-            'batch_size': self.inputs.batch_size.value,
-            'e_above_hull': e_above_hull,
-        }
+        inputs = prediction_inputs(
+            structures, dict(self.inputs.models), self.inputs.batch_size.value, True, e_above_hull
+        )
+        if 'code' in self.inputs.inference:
+            options = self.inputs.inference.options.get_dict() if 'options' in self.inputs.inference else {}
+            return {**inputs, 'code': self.inputs.inference.code, 'metadata': {'options': options}}
+        for name in ('structures', 'e_above_hull'):
+            if name in inputs:
+                inputs[name] = orm.Dict({key: node.uuid for key, node in inputs[name].items()})
+        return {**inputs, 'metadata': {}}
 
     def called_shards(self) -> dict[str, dict]:
         """The shard processes of the current stage this work chain called, by call link label."""
         query = orm.QueryBuilder().append(orm.WorkflowNode, filters={'id': self.node.pk}, tag='campaign')
         query.append(
-            orm.CalculationNode,
+            orm.ProcessNode,
             with_incoming='campaign',
             edge_filters={'label': {'like': f'stage{self.ctx.stage}_shard%'}},
             edge_project='label',
-            project=['id', 'attributes.process_state', 'attributes.exit_status', f'extras.{STAGE_EXTRA}'],
+            project=['id', 'attributes.process_state', 'attributes.exit_status'],
         )
-        names = ('pk', 'state', 'exit_status', 'stage')
+        names = ('pk', 'state', 'exit_status')
         return {label: dict(zip(names, row, strict=True)) for *row, label in query.all()}
 
     def has_shards(self):
         return bool(self.ctx.retry) or self.ctx.next_shard < self.ctx.shard_count
 
     def run_shards(self):
-        """Predict the next shards: with ``inference.code`` submit up to ``max_concurrent`` jobs and wait for
-        them, else predict every shard here, one after the other. A shard this work chain made already (this
-        step running again from the checkpoint after a worker died) is found by its call link label and not
-        made again."""
-        inference, stage = self.inputs.inference, self.ctx.stage
-        limit = inference.max_concurrent.value if 'code' in inference else self.ctx.shard_count
+        """Submit the next ``inference.max_concurrent`` shards (jobs with ``inference.code``, else shard work
+        chains that the daemon spreads over its workers) and wait for them. A shard this work chain made
+        already (this step running again from the checkpoint after a worker died) is found by its call link
+        label and awaited, not made again."""
+        limit = self.inputs.inference.max_concurrent.value
         self.ctx.batch = self.ctx.retry[:limit]
         self.ctx.retry = self.ctx.retry[limit:]
         while len(self.ctx.batch) < limit and self.ctx.next_shard < self.ctx.shard_count:
             self.ctx.batch.append([self.ctx.next_shard, 1])
             self.ctx.next_shard += 1
+        process_class = PredictCalculation if 'code' in self.inputs.inference else PredictionShardWorkChain
         made, keys, launched = self.called_shards(), self.stage_keys(), {}
         for index, attempt in self.ctx.batch:
-            label = shard_label(stage, index, attempt)
+            label = shard_label(self.ctx.stage, index, attempt)
             if label in made:
-                if 'code' in inference:  # await it again
-                    launched[label] = orm.load_node(made[label]['pk'])
+                launched[label] = orm.load_node(made[label]['pk'])
                 continue
             inputs = self.shard_inputs(self.shard_keys(keys, index))
-            if 'code' in inference:
-                options = inference.options.get_dict() if 'options' in inference else {}
-                node = self.submit(
-                    PredictCalculation,
-                    **prediction_inputs(**inputs),
-                    code=inference.code,
-                    metadata={'call_link_label': label, 'options': options},
-                )
-                launched[label] = node
-            else:
-                try:
-                    _, node = run_prediction(**inputs, metadata={'call_link_label': label})
-                except Exception as exception:  # a shard's failure must not stop the campaign
-                    self.ctx.shard_errors[label] = f'{type(exception).__name__}: {exception}'[:300]
-                    continue
-            node.base.extras.set(STAGE_EXTRA, stage)
-        if 'code' in inference:
-            return ToContext(**launched)
-        return None
+            inputs['metadata']['call_link_label'] = label
+            launched[label] = self.submit(process_class, **inputs)
+        return ToContext(**launched)
 
     def inspect_shards(self):
         """Collect the shards just run: a failed one goes back in the queue once, then its keys are reported
-        as not predicted (``summary``); the others go on."""
+        as not predicted (``summary``); the others go on. The process that made a shard's predictions (the
+        job, or the shard work chain's batch) gets the extra ``screening_stage``."""
         stage, made, keys = self.ctx.stage, self.called_shards(), self.stage_keys()
         finished = []
         for index, attempt in self.ctx.batch:
             label = shard_label(stage, index, attempt)
-            self.ctx.pop(label, None)  # the awaited job: its pk stays in `stage<s>_batches`
+            self.ctx.pop(label, None)  # the awaited process: its batch's pk stays in `stage<s>_batches`
             shard = made.get(label)
             if shard is not None and shard['state'] == 'finished' and shard['exit_status'] == 0:
-                if shard['stage'] is None:  # the worker died between making the shard and tagging it
-                    orm.load_node(shard['pk']).base.extras.set(STAGE_EXTRA, stage)
-                finished.append(shard['pk'])
+                batch = prediction_batch(orm.load_node(shard['pk']))
+                batch.base.extras.set(STAGE_EXTRA, stage)
+                finished.append(batch.pk)
                 continue
-            reason = self.ctx.shard_errors.pop(label, None) or shard_failure(shard)
+            reason = shard_failure(shard)
             shard_keys = self.shard_keys(keys, index)
             if attempt < SHARD_ATTEMPTS:
                 self.report(f'stage {stage}: shard {index} failed, running it again: {reason}')

@@ -1,4 +1,4 @@
-"""Where a campaign's GNNs run: stage 1 of one small campaign in this process (the daemon's way) and as a
+"""Where a campaign's GNNs run: stage 1 of one small campaign in shard work chains (the daemon's way) and as a
 ``dielectrics.predict`` job on ``localhost`` (direct scheduler) give the same prediction nodes; a job that
 fails runs once more. Several jobs at a time, and a shard that fails twice: ``test_screening_outline.py``."""
 
@@ -11,7 +11,7 @@ from pymatgen.core import Lattice, Structure
 
 from aiida_dielectrics.calculations.predictions import model_node
 from aiida_dielectrics.ml.loading import PACKAGED_MODELS
-from aiida_dielectrics.tools.query import batch_skipped, campaign_predictions
+from aiida_dielectrics.tools.query import batch_skipped, campaign_batches, campaign_predictions
 from aiida_dielectrics.workflows.screening import ScreeningWorkChain
 from tests.qe_setup import FAMILY
 
@@ -61,7 +61,7 @@ def stage_one(inference: dict, qe, shared):
     return node
 
 
-def shards(node) -> dict[str, orm.CalculationNode]:
+def shards(node) -> dict[str, orm.ProcessNode]:
     return {
         link.link_label: link.node
         for link in node.base.links.get_outgoing().all()
@@ -78,7 +78,9 @@ def test_jobs_on_localhost_give_the_daemons_nodes(aiida_localhost, qe, shared, t
     code = orm.InstalledCode(computer=aiida_localhost, filepath_executable=str(script), label='flaky').store()
     jobs = stage_one({'code': code}, qe, shared)
 
-    assert list(shards(here)) == ['stage1_shard0_1']
+    assert {label: shard.process_label for label, shard in shards(here).items()} == {
+        'stage1_shard0_1': 'PredictionShardWorkChain'
+    }
     made = shards(jobs)
     assert sorted(made) == ['stage1_shard0_1', 'stage1_shard0_2']
     assert made['stage1_shard0_1'].exit_status == 300 and made['stage1_shard0_2'].is_finished_ok
@@ -89,5 +91,6 @@ def test_jobs_on_localhost_give_the_daemons_nodes(aiida_localhost, qe, shared, t
     for key, prediction in predicted.items():
         assert prediction.base.attributes.all == pytest.approx(expected[key].base.attributes.all, rel=1e-5)
         assert prediction.creator.inputs.structures[key].uuid == jobs.inputs.candidates[key].uuid
-    skipped = batch_skipped([shard.pk for shard in made.values()])
-    assert list(skipped) == list(batch_skipped([shard.pk for shard in shards(here).values()])) == ['bad']
+    assert (
+        list(batch_skipped(campaign_batches(jobs))) == list(batch_skipped(campaign_batches(here))) == ['bad']
+    )

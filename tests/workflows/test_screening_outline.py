@@ -1,8 +1,9 @@
 """Step through ``ScreeningWorkChain``'s funnel with fake child nodes: no GNN, no potential, no DFPT code.
 
 The GNN batches and the relaxations are stand-in calcfunctions with the real ones' link labels, so the
-steps find predictions, candidates and relaxed structures as in a campaign; the hull from a user's
-entries file and the selections are the real calcfunctions.
+steps find predictions, candidates and relaxed structures as in a campaign; the shard work chains the
+daemon would take are run at once where the work chain submits them; the hull from a user's entries file
+and the selections are the real calcfunctions.
 """
 
 import copy
@@ -12,7 +13,7 @@ import numpy as np
 import pytest
 from aiida import orm
 from aiida.common.links import LinkType
-from aiida.engine import ToContext, calcfunction
+from aiida.engine import ToContext, calcfunction, run_get_node
 from monty.serialization import dumpfn
 from plumpy import ProcessState
 from plumpy.processes import PROCESS_STACK
@@ -26,7 +27,8 @@ from aiida_dielectrics.data import DielectricData, PredictionData
 from aiida_dielectrics.ml.loading import PACKAGED_MODELS
 from aiida_dielectrics.tools.provenance import run_in_bulk
 from aiida_dielectrics.tools.query import STAGE_EXTRA, batch_predictions, campaign_predictions
-from aiida_dielectrics.workflows import screening
+from aiida_dielectrics.workflows import prediction_shard, screening
+from aiida_dielectrics.workflows.prediction_shard import PredictionShardWorkChain
 from aiida_dielectrics.workflows.screening import ScreeningWorkChain
 from tests.qe_setup import FAMILY, OPTIONS
 
@@ -77,7 +79,7 @@ def predict_structures(**inputs):
     return stand_in_outputs(inputs['structures'], inputs.get('e_above_hull', {}))
 
 
-def run_prediction(structures, models, batch_size, e_above_hull=None, metadata=None):
+def run_prediction(structures, models, batch_size, labels=True, e_above_hull=None, metadata=None):
     extra = {'e_above_hull': e_above_hull} if e_above_hull else {}
     return run_in_bulk(predict_structures, metadata, structures=structures, **extra)
 
@@ -151,19 +153,20 @@ def builder(qe):
 
 @pytest.fixture
 def fakes(monkeypatch):
-    monkeypatch.setattr(screening, 'run_prediction', run_prediction)
+    monkeypatch.setattr(prediction_shard, 'run_prediction', run_prediction)
     monkeypatch.setattr(relaxations, 'relax', relax)
 
 
 @pytest.fixture
 def generate_workchain(generate_workchain):
     """The work chain is the current process, as when a worker runs its steps: the shards it makes are
-    CALLed by it, which is how its steps find them."""
+    CALLed by it, which is how its steps find them. A shard work chain it submits runs at once."""
     tokens = []
 
     def factory(builder):
         process = generate_workchain(builder)
         tokens.append(PROCESS_STACK.set([process]))
+        process.submit = run_shard
         return process
 
     yield factory
@@ -171,23 +174,35 @@ def generate_workchain(generate_workchain):
         PROCESS_STACK.reset(token)
 
 
-def predict_shards(process):
-    """The loop over the shards of a stage, in the daemon worker."""
+def run_shard(process_class, **inputs):
+    """Stand-in for ``self.submit``: the shard work chain runs to its end, CALLed by the current process."""
+    assert process_class is PredictionShardWorkChain
+    return run_get_node(process_class, **inputs).node
+
+
+def predict_shards(process) -> list[list[str]]:
+    """The loop over the shards of a stage: the labels awaited in each round (the engine would put the
+    finished processes in the context)."""
+    rounds = []
     while process.has_shards():
-        assert process.run_shards() is None
+        awaited = process.run_shards()
+        assert isinstance(awaited, ToContext)
+        rounds.append(sorted(awaited))
+        process.ctx.update(awaited)
         process.inspect_shards()
+    return rounds
 
 
 def stage_two(process):
     """Run the steps up to and including stage 2's predictions."""
     for step in (
         process.predict,
-        lambda: predict_shards(process),
+        lambda: predict_shards(process) and None,
         process.preselect,
         process.relax,
         process.measure_hull,
         process.predict_relaxed,
-        lambda: predict_shards(process),
+        lambda: predict_shards(process) and None,
     ):
         assert step() is None, step.__name__
 
@@ -286,7 +301,7 @@ def test_default_hull_of_the_relaxed_compositions(builder, fakes, generate_workc
     builder.relaxation = {'potential': orm.Str('chgnet')}
     builder.relax_count = orm.Int(3)
     process = generate_workchain(builder)
-    for step in (process.predict, lambda: predict_shards(process), process.preselect, process.relax):
+    for step in (process.predict, lambda: predict_shards(process) and None, process.preselect, process.relax):
         assert step() is None
     process.measure_hull()
     assert sorted(Composition(c).reduced_formula for c in asked['compositions']) == ['CaO', 'MgO']
@@ -357,8 +372,7 @@ def shard_labels(process) -> list[str]:
 def test_a_failing_shard_in_the_daemon_runs_once_more_then_is_reported(
     builder, fakes, generate_workchain, monkeypatch
 ):
-    """Shards of one: CaO's raises twice, MgO's once; the others and MgO's second go on. Nothing stored for a
-    shard that raised, so the labels are those of the shards made."""
+    """Shards of one, two at a time: CaO's raises twice, MgO's once; the others and MgO's second go on."""
     calls = []
 
     def flaky(structures, *args, **kwargs):
@@ -367,68 +381,104 @@ def test_a_failing_shard_in_the_daemon_runs_once_more_then_is_reported(
             raise RuntimeError('CUDA out of memory')
         return run_prediction(structures, *args, **kwargs)
 
-    monkeypatch.setattr(screening, 'run_prediction', flaky)
-    builder.inference = {'shard_size': orm.Int(1)}
+    monkeypatch.setattr(prediction_shard, 'run_prediction', flaky)
+    builder.inference = {'shard_size': orm.Int(1), 'max_concurrent': orm.Int(2)}
     process = generate_workchain(builder)
     process.predict()
-    predict_shards(process)
+    rounds = predict_shards(process)
+    assert rounds == [
+        ['stage1_shard0_1', 'stage1_shard1_1'],
+        ['stage1_shard2_1', 'stage1_shard3_1'],
+        ['stage1_shard2_2', 'stage1_shard3_2'],
+    ]
     assert calls == [['al'], ['bao'], ['cao'], ['mgo'], ['cao'], ['mgo']]
-    assert process.ctx.not_predicted['1'] == {'cao': 'RuntimeError: CUDA out of memory'}
+    (reason,) = process.ctx.not_predicted['1'].values()
+    assert list(process.ctx.not_predicted['1']) == ['cao']
+    assert reason.startswith('PredictionShardWorkChain<') and reason.endswith(
+        'finished [300]: the prediction batch raised RuntimeError: CUDA out of memory'
+    )
     assert sorted(campaign_predictions(process.node)) == ['al', 'bao', 'mgo']
-    assert shard_labels(process) == ['stage1_shard0_1', 'stage1_shard1_1', 'stage1_shard3_2']
     assert process.preselect() is None  # the campaign goes on with the rest
     assert process.outputs['preselection']['candidates'] == 3
 
-    monkeypatch.setattr(screening, 'run_prediction', lambda *args, **kwargs: 1 / 0)
+    monkeypatch.setattr(prediction_shard, 'run_prediction', lambda *args, **kwargs: 1 / 0)
     process = generate_workchain(builder)
     process.predict()
     predict_shards(process)
     exit_code = process.preselect()
     assert exit_code.status == ScreeningWorkChain.exit_codes.ERROR_NOTHING_PREDICTED.status
-    assert exit_code.message == 'No candidate could be predicted: ZeroDivisionError: division by zero.'
+    assert exit_code.message.startswith('No candidate could be predicted: PredictionShardWorkChain<')
+    assert 'the prediction batch raised ZeroDivisionError: division by zero' in exit_code.message
 
 
 def test_the_step_run_again_after_a_worker_died_makes_no_shard_twice(
     builder, fakes, generate_workchain, monkeypatch
 ):
-    """The worker dies in the third of four shards (after committing two, the second not yet tagged with its
-    stage); the next one loads the checkpoint from before the step and runs the step again."""
+    """The worker dies after the step submitted its shards, before the checkpoint: the next one loads the
+    checkpoint from before the step, runs the step again and awaits the shards already made."""
     builder.inference = {'shard_size': orm.Int(1)}
     process = generate_workchain(builder)
     process.predict()
     checkpoint = copy.deepcopy(dict(process.ctx))
-    made = []
-
-    def dying(*args, **kwargs):
-        if len(made) == 2:
-            raise KeyboardInterrupt  # not an Exception: the step ends here, as when the worker is killed
-        outputs, node = run_prediction(*args, **kwargs)
-        made.append(node)
-        return outputs, node
-
-    monkeypatch.setattr(screening, 'run_prediction', dying)
-    with pytest.raises(KeyboardInterrupt):
-        process.run_shards()
-    made[1].base.extras.delete(STAGE_EXTRA)
+    first = sorted(process.run_shards())
     process.ctx.clear()
     process.ctx.update(copy.deepcopy(checkpoint))
 
-    again = []
+    submitted = []
 
-    def counting(structures, *args, **kwargs):
-        again.append(sorted(structures))
-        return run_prediction(structures, *args, **kwargs)
+    def counting(process_class, **inputs):
+        submitted.append(inputs['metadata']['call_link_label'])
+        return run_shard(process_class, **inputs)
 
-    monkeypatch.setattr(screening, 'run_prediction', counting)
-    predict_shards(process)
-    assert again == [['cao'], ['mgo']]
+    process.submit = counting
+    assert predict_shards(process) == [first]
+    assert submitted == []
     assert shard_labels(process) == [f'stage1_shard{index}_1' for index in range(4)]
     query = orm.QueryBuilder().append(orm.WorkflowNode, filters={'id': process.node.pk}, tag='campaign')
-    query.append(orm.CalculationNode, with_incoming='campaign', tag='shard')
-    query.append(PredictionData, with_incoming='shard', edge_project='label')
+    query.append(PredictionShardWorkChain, with_incoming='campaign', tag='shard')
+    query.append(orm.CalculationNode, with_incoming='shard', tag='batch')
+    query.append(PredictionData, with_incoming='batch', edge_project='label')
     assert sorted(query.all(flat=True)) == [f'predictions__{key}' for key in ('al', 'bao', 'cao', 'mgo')]
-    assert sorted(campaign_predictions(process.node)) == ['al', 'bao', 'cao', 'mgo']  # the tag repaired
+    assert sorted(campaign_predictions(process.node)) == ['al', 'bao', 'cao', 'mgo']
     assert len(orm.load_group(f'{builder.campaign_group.value}/stage-1').nodes) == 4
+
+
+def shard_builder(**inputs):
+    builder = PredictionShardWorkChain.get_builder()
+    builder.update(inputs)
+    return builder
+
+
+def test_the_shard_step_run_again_after_a_worker_died_predicts_nothing_twice(
+    builder, fakes, generate_workchain, monkeypatch
+):
+    """A shard work chain's worker dies after the batch was stored: the step, run again, finds the batch."""
+    structures = candidates()
+    inputs = {
+        'structures': orm.Dict({key: node.store().uuid for key, node in structures.items()}),
+        'models': dict(builder.models),
+    }
+    calls = []
+
+    def counting(structures, *args, **kwargs):
+        calls.append(sorted(structures))
+        return run_prediction(structures, *args, **kwargs)
+
+    monkeypatch.setattr(prediction_shard, 'run_prediction', counting)
+    shard = generate_workchain(shard_builder(**inputs))
+    assert shard.predict() is None
+    assert shard.predict() is None  # again, from the checkpoint before the step
+    assert calls == [['al', 'bao', 'cao', 'mgo']]
+    (link,) = shard.node.base.links.get_outgoing(link_type=LinkType.CALL_CALC).all()
+    assert link.link_label == prediction_shard.BATCH_LABEL
+    assert sorted(batch_predictions([link.node.pk])) == ['al', 'bao', 'cao', 'mgo']
+
+
+def test_a_shard_with_a_structure_that_is_gone_fails_with_the_reason(aiida_profile, generate_workchain):
+    shard = generate_workchain(shard_builder(structures=orm.Dict({'x': str(uuid.uuid4())})))
+    exit_code = shard.predict()
+    assert exit_code.status == PredictionShardWorkChain.exit_codes.ERROR_PREDICTION_FAILED.status
+    assert exit_code.message == 'the prediction batch raised ValueError: no node for x'
 
 
 class FakeJobs:
@@ -469,18 +519,6 @@ class FakeJobs:
         return node
 
 
-def run_job_shards(process) -> list[list[str]]:
-    """The shard loop with jobs: the labels awaited in each round (the engine would put the nodes in the context)."""
-    rounds = []
-    while process.has_shards():
-        awaited = process.run_shards()
-        assert isinstance(awaited, ToContext)
-        rounds.append(sorted(awaited))
-        process.ctx.update(awaited)
-        process.inspect_shards()
-    return rounds
-
-
 def test_shards_as_jobs_max_concurrent_at_a_time_a_failed_one_retried_once(
     builder, entries_file, fakes, generate_workchain, aiida_localhost
 ):
@@ -509,7 +547,7 @@ def test_shards_as_jobs_max_concurrent_at_a_time_a_failed_one_retried_once(
     first = sorted(process.run_shards())
     process.ctx.clear()
     process.ctx.update(copy.deepcopy(checkpoint))  # the worker died before the checkpoint: the step again
-    rounds = run_job_shards(process)
+    rounds = predict_shards(process)
     assert first == rounds[0] == ['stage1_shard0_1', 'stage1_shard1_1', 'stage1_shard2_1']
     assert rounds[1:] == [['stage1_shard2_2', 'stage1_shard3_1'], ['stage1_shard3_2']]
     assert len(jobs.submitted) == 6  # not 9: the first round's jobs were found again
@@ -530,7 +568,7 @@ def test_shards_as_jobs_max_concurrent_at_a_time_a_failed_one_retried_once(
 
     for step in (process.preselect, process.relax, process.measure_hull, process.predict_relaxed):
         assert step() is None, step.__name__
-    assert run_job_shards(process) == [['stage2_shard0_1']]  # MgO (BaO did not converge)
+    assert predict_shards(process) == [['stage2_shard0_1']]  # MgO (BaO did not converge)
     assert list(jobs.submitted[-1]['e_above_hull']) == ['mgo']
     assert campaign_predictions(process.node, stage=2)['mgo'].e_above_hull == pytest.approx(0.02)
     assert process.select() is None
