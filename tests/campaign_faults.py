@@ -23,6 +23,7 @@ SCRIPT = """
 shard; `ph`: kill the daemon once a ph.x job runs; `check PK WAIT`: the campaign's counts, once it ended
 (waiting up to WAIT s). Prints JSON.'''
 import collections
+import contextlib
 import json
 import os
 import sys
@@ -91,10 +92,11 @@ def kill_when(condition, timeout=900):
         time.sleep(0.2)
     waited = time.monotonic() - start
     daemon = psutil.Process(get_daemon_client().get_daemon_pid())
-    processes = [daemon, *daemon.children(recursive=True)]
-    commands = [' '.join(process.cmdline()[2:6]) for process in processes]  # e.g. -p presto daemon worker
-    for process in processes:
-        process.kill()
+    processes, commands = [daemon, *daemon.children(recursive=True)], []
+    for process in processes:  # a short-lived child (the direct scheduler's `ps`) may be gone already
+        with contextlib.suppress(psutil.NoSuchProcess):
+            commands.append(' '.join(process.cmdline()[2:6]))  # e.g. -p presto daemon worker
+            process.kill()
     psutil.wait_procs(processes, timeout=30)
     jobs = [  # the profile's jobs (they run in its scratch folder) that outlive the daemon
         process.info['name']
