@@ -4,7 +4,7 @@ default and on PostgreSQL + RabbitMQ share this).
 
 The candidates are :data:`CANDIDATES` rocksalt MgO cells of different lattice constants in a group,
 predicted in shard work chains of :data:`SHARD_SIZE` in the daemon, so that stage 1 runs long enough to be
-killed in the middle. :data:`SCRIPT` polls the database and kills circus and every process under it (the
+killed in the middle. :data:`SCRIPT` polls the database and kills circus and the processes it runs (the
 workers and, on the embedded default, its ZeroMQ broker; RabbitMQ is a service and stays) the moment a
 condition holds; the jobs (pw.x, ph.x) are not the daemon's children and keep running, as on a cluster.
 """
@@ -91,9 +91,11 @@ def kill_when(condition, timeout=900):
             sys.exit(f'{condition}: not reached in {timeout} s')
         time.sleep(0.2)
     waited = time.monotonic() - start
+    # circus and what it runs (workers, broker); not their own short-lived children (the direct scheduler's
+    # `bash -l`: killed, pyenv's rehash in it would leave its lock behind and make the next logins wait 60 s)
     daemon = psutil.Process(get_daemon_client().get_daemon_pid())
-    processes, commands = [daemon, *daemon.children(recursive=True)], []
-    for process in processes:  # a short-lived child (the direct scheduler's `ps`) may be gone already
+    processes, commands = [daemon, *daemon.children()], []
+    for process in processes:  # a child may be gone already
         with contextlib.suppress(psutil.NoSuchProcess):
             commands.append(' '.join(process.cmdline()[2:6]))  # e.g. -p presto daemon worker
             process.kill()

@@ -1,15 +1,19 @@
 """``dielectrics.screening``: a small real campaign through the funnel (GNNs, relaxation and the default
-hull, GNNs again, QE DFPT) and failure modes; the steps one by one are in ``test_screening_outline.py``."""
+hull, GNNs again, QE DFPT), the same campaign again with caching on, and failure modes; the steps one by one
+are in ``test_screening_outline.py``."""
+
+import time
 
 import numpy as np
 import pytest
 from aiida import orm
 from aiida.engine import run_get_node
+from aiida.manage.caching import enable_caching
 from pymatgen.core import Lattice, Structure
 
 from aiida_dielectrics.calculations.predictions import model_node
 from aiida_dielectrics.ml.loading import PACKAGED_MODELS
-from aiida_dielectrics.tools.query import campaign_predictions
+from aiida_dielectrics.tools.query import campaign_batches, campaign_predictions
 from aiida_dielectrics.workflows.screening import ScreeningWorkChain
 from tests.qe_setup import FAMILY, OPTIONS
 
@@ -66,16 +70,18 @@ def candidates():
 def test_campaign_predicts_selects_and_verifies(models, dfpt):
     """The cheapest funnel: three candidates predicted, the best one relaxed (SevenNet-0) and measured
     against the default hull (the element references of its system: no known structure is stored
-    here), predicted again and verified."""
+    here), predicted again and verified. Then the same campaign with caching on reuses it all."""
     structures = candidates()
-    results, node = run_get_node(
-        ScreeningWorkChain,
-        candidates=structures,
-        models=models,
-        relax_count=orm.Int(1),
-        num_verify=orm.Int(1),
-        dfpt=dfpt,
-    )
+    inputs = {
+        'candidates': structures,
+        'models': models,
+        'relax_count': orm.Int(1),
+        'num_verify': orm.Int(1),
+        'dfpt': dfpt,
+    }
+    start = time.perf_counter()
+    results, node = run_get_node(ScreeningWorkChain, **inputs)
+    first_time = time.perf_counter() - start
     assert node.is_finished_ok, node.exit_message
     assert 'predictions' not in results  # outputs of the prediction processes, not linked again
     predictions = campaign_predictions(node)
@@ -126,6 +132,25 @@ def test_campaign_predicts_selects_and_verifies(models, dfpt):
     assert summary['mae_fom'] == pytest.approx(abs(relaxed_prediction.fom - dielectric.fom))
     assert summary['hits'] == int(dielectric.fom > 240)
     assert 3.0 < dielectric.diel_elec < 7.0 and np.isfinite(dielectric.diel_total)
+
+    with enable_caching():
+        start = time.perf_counter()
+        again, rerun = run_get_node(ScreeningWorkChain, **inputs)
+        cached_time = time.perf_counter() - start
+    assert rerun.is_finished_ok, rerun.exit_message
+    for stage in (1, 2):  # every prediction batch a clone of the first campaign's
+        first_batches = {orm.load_node(pk).uuid for pk in campaign_batches(node, stage)}
+        sources = {orm.load_node(pk).base.caching.get_cache_source() for pk in campaign_batches(rerun, stage)}
+        assert sources == first_batches, stage
+    jobs = [child for child in rerun.called_descendants if isinstance(child, orm.CalcJobNode)]
+    assert sorted(job.process_label for job in jobs) == ['PhCalculation', 'PwCalculation']
+    assert all(job.base.caching.get_cache_source() is not None for job in jobs)  # no pw.x, no ph.x run
+    assert again['relaxed'][key].uuid == relaxed.uuid  # relaxed before with the same settings: reused
+    assert again['dielectrics'][key].base.attributes.all == dielectric.base.attributes.all
+    print(
+        f'\ncampaign {first_time:.1f} s, again with caching {cached_time:.1f} s '
+        f'({cached_time / first_time:.1%} of the first)'
+    )
 
 
 def test_empty_candidates_and_filters_that_pass_nothing(models, dfpt):
