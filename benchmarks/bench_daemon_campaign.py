@@ -10,10 +10,10 @@ PostgreSQL database:
    ``generate_candidates`` calcfunction, as ``bench_campaign.py``), stored and put in the group
    ``candidates`` (not timed as part of the campaign);
 3. ``verdi daemon start --workers``, then ``verdi run examples/submit_screening.py --candidates-group
-   candidates --relax-count 1 --verify 1 --pseudo-family <not installed>`` (timed: the submit step); with
-   ``--predict-jobs N`` also ``--predict-code python@localhost --predict-jobs N`` (a code for this Python,
-   made first): the shards run as ``dielectrics.predict`` jobs, N at a time, instead of one after the
-   other in the worker that runs the work chain;
+   candidates --relax-count 1 --verify 1 --pseudo-family <not installed> --concurrent-shards M`` (timed: the
+   submit step): ``--concurrent-shards`` shard work chains at a time, spread over the workers; with
+   ``--predict-jobs N`` instead ``--predict-code python@localhost --concurrent-shards N`` (a code for this
+   Python, made first): the shards run as ``dielectrics.predict`` jobs, N at a time;
 4. polling (every ``--interval`` s) until the work chain has its ``preselection`` output (the end of its
    ``preselect`` step: stage 1 done); meanwhile the peak RSS (``VmHWM`` in ``/proc/<pid>/status``) and CPU
    time of each daemon worker (``verdi daemon status`` lists them, and the ZeroMQ broker) and the size
@@ -22,8 +22,8 @@ PostgreSQL database:
    relaxes its one candidate (seconds) and then refuses its one DFPT (the pseudo family is not
    installed, so no pw.x runs) and ends with exit 400; the script waits for that (``verdi process kill``
    if it does not end within 10 minutes, or at ``--deadline``) and stops the daemon;
-6. the timeline from the nodes' times (the shards' ``ctime`` is when each shard's graph was written, at its
-   end), the size of the database (``pg_database_size``, or the SQLite file) and of the file repository,
+6. the timeline from the nodes' times (a shard runs from its batch's ``ctime``, made before the GNNs run,
+   to the shard's ``mtime``, sealed right after; shards that overlap run at once), the size of the database (``pg_database_size``, or the SQLite file) and of the file repository,
    and ``--ml-shards`` of the campaign's shards run again piece by piece in a fresh process with the
    campaign's model nodes (ML alone, with protostructure labels, whole ``run_prediction``), scaled to the
    shards the worker ran.
@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import itertools
 import json
 import os
 import pathlib
@@ -607,8 +606,9 @@ def summarize(result: dict) -> dict:
         figures['before_shards_s'] = shards[0][0] - submitted
         figures['first_shard_s'] = durations[0]
         figures['other_shards_s'] = sum(rest)
-        figures['between_shards_s'] = sum(b[0] - a[1] for a, b in itertools.pairwise(shards))
-        figures['after_shards_s'] = (end - shards[-1][1]) if end is not None else None
+        span = max(mtime for _, mtime in shards) - min(ctime for ctime, _ in shards)
+        figures['shards_at_once'] = sum(durations) / span if span > 0 else None
+        figures['after_shards_s'] = (end - max(mtime for _, mtime in shards)) if end is not None else None
         figures['campaign_ctime_s'] = analysis['campaign_ctime'] - submitted
         if rest:
             figures['shard_mean_s'] = sum(rest) / len(rest)
@@ -663,7 +663,11 @@ def table(results: dict) -> str:
 
     get = [results[k] for k in kinds]
     row('daemon workers', [r_['workers'] for r_ in get], ratio=False)
-    row('prediction jobs at a time (0: in the worker)', [r_['predict_jobs'] for r_ in get], ratio=False)
+    row(
+        'shards at a time (as jobs: prediction jobs on localhost)',
+        [f'{r_["concurrent_shards"]}' + (' (as jobs)' if r_['predict_jobs'] else '') for r_ in get],
+        ratio=False,
+    )
     row('candidates', [r_['candidates'] for r_ in get], ratio=False)
     row('submit (`verdi run examples/submit_screening.py`)', [r_['submit_s'] for r_ in get], fmt=seconds)
     row(
@@ -687,8 +691,12 @@ def table(results: dict) -> str:
         [r_.get('first_shard_s') for r_ in get],
         fmt=seconds,
     )
-    row('… the other shards, in all', [r_.get('other_shards_s') for r_ in get], fmt=seconds)
-    row('… between shards, in all', [r_.get('between_shards_s') for r_ in get], fmt=seconds)
+    row('… the other shards, their times added', [r_.get('other_shards_s') for r_ in get], fmt=seconds)
+    row(
+        '… shards running at once, mean (their time in all / first start → last end)',
+        [r_.get('shards_at_once') for r_ in get],
+        fmt=lambda v: f'{v:.2f}',
+    )
     row(
         '… last shard → selection stored (inspect, group, preselect)',
         [r_.get('after_shards_s') for r_ in get],
