@@ -110,26 +110,21 @@ def step_poll(arguments) -> dict:
     """Poll the campaign until its ``preselection`` output exists (stage 1 done), it ends, or the deadline."""
     from aiida import load_profile, orm
     from aiida.manage import get_manager
+    from sqlalchemy.exc import OperationalError
 
     load_profile()
     pids = {int(pid): kind for pid, kind in json.loads(arguments.pids).items()}
     session = get_manager().get_profile_storage().get_session()
     started, deadline = time.time(), time.time() + arguments.deadline
-    samples, checkpoint_max, last_print, seen = {}, 0, 0.0, {}
-    while True:
-        session.rollback()  # a new read transaction: see what the worker committed since the last poll
-        now = time.time()
-        for pid in pids:
-            sample = proc_status(pid)
-            if sample is not None:
-                samples[pid] = sample
+
+    def read() -> tuple:
+        """The campaign's checkpoint, state and preselection, and how many stage-1 shards finished."""
         query = orm.QueryBuilder().append(
             orm.WorkflowNode,
             filters={'id': arguments.pk},
             project=['attributes.checkpoints', 'attributes.process_state'],
         )
         checkpoint, state = query.one()
-        checkpoint_max = max(checkpoint_max, len((checkpoint or '').encode()))
         shards = orm.QueryBuilder().append(orm.WorkflowNode, filters={'id': arguments.pk}, tag='campaign')
         shards.append(
             orm.ProcessNode,
@@ -146,6 +141,23 @@ def step_poll(arguments) -> dict:
         )
         done = preselection.first(flat=True)
         count = shards.count()
+        return checkpoint, state, done, count
+
+    samples, checkpoint_max, last_print, seen, locked = {}, 0, 0.0, {}, 0
+    while True:
+        session.rollback()  # a new read transaction: see what the worker committed since the last poll
+        now = time.time()
+        for pid in pids:
+            sample = proc_status(pid)
+            if sample is not None:
+                samples[pid] = sample
+        try:
+            checkpoint, state, done, count = read()
+        except OperationalError:  # SQLite: a worker holds the write lock longer than the busy timeout
+            locked += 1
+            time.sleep(arguments.interval)
+            continue
+        checkpoint_max = max(checkpoint_max, len((checkpoint or '').encode()))
         if count and 'first_shard' not in seen:
             seen['first_shard'] = now
         if now - last_print > 30:
@@ -181,6 +193,7 @@ def step_poll(arguments) -> dict:
         'shards': count,
         'checkpoint_bytes': len((checkpoint or '').encode()),
         'checkpoint_max_bytes': checkpoint_max,
+        'locked_polls': locked,
         'processes': {str(pid): {'kind': pids[pid], **samples.get(pid, {})} for pid in pids},
     }
 
@@ -576,6 +589,7 @@ def summarize(result: dict) -> dict:
         'shard_size': analysis['shard_size'],
         'checkpoint_bytes': poll['checkpoint_bytes'],
         'checkpoint_max_bytes': poll['checkpoint_max_bytes'],
+        'locked_polls': poll.get('locked_polls'),
         'storage': analysis['storage'],
         'models': analysis['models'],
         'package': analysis['package'],
