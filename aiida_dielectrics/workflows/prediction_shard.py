@@ -39,8 +39,7 @@ class PredictionShardWorkChain(WorkChain):
         spec.input(
             'parameters',
             valid_type=orm.Dict,
-            default=lambda: orm.Dict({'batch_size': 64, 'labels': True}),
-            help='`batch_size` (structures per forward pass) and `labels` (protostructure labels).',
+            help='`batch_size` and `labels` (:func:`.calculations.predictions.prediction_inputs`).',
         )
         spec.outline(cls.predict)
         spec.exit_code(300, 'ERROR_PREDICTION_FAILED', message='the prediction batch raised {reason}')
@@ -48,7 +47,7 @@ class PredictionShardWorkChain(WorkChain):
     def predict(self):
         """Run the batch unless a run of this step before a worker died made it already (it is stored in
         one transaction, so it is there whole or not at all)."""
-        if self.batch() is not None:
+        if prediction_batch(self.node) is not None:
             return None
         try:
             structures = load_by_uuid(self.inputs.structures.get_dict())
@@ -68,17 +67,14 @@ class PredictionShardWorkChain(WorkChain):
             )
         return None
 
-    def batch(self) -> orm.CalcFunctionNode | None:
-        """The prediction batch this shard called, if any."""
-        links = self.node.base.links.get_outgoing(link_type=LinkType.CALL_CALC, link_label_filter=BATCH_LABEL)
-        return next((link.node for link in links.all()), None)
 
-
-def prediction_batch(shard: orm.ProcessNode) -> orm.CalculationNode:
-    """The process that made a finished shard's predictions: a job itself, or a shard work chain's batch."""
+def prediction_batch(shard: orm.ProcessNode) -> orm.CalculationNode | None:
+    """The process that made a shard's predictions: a job itself, or a shard work chain's batch (``None``
+    while it has made none)."""
     if isinstance(shard, orm.CalculationNode):
         return shard
-    return shard.base.links.get_outgoing(link_label_filter=BATCH_LABEL).one().node
+    links = shard.base.links.get_outgoing(link_type=LinkType.CALL_CALC, link_label_filter=BATCH_LABEL).all()
+    return links[0].node if links else None
 
 
 def load_by_uuid(uuids: dict[str, str]) -> dict[str, orm.Node]:

@@ -457,6 +457,7 @@ def test_the_shard_step_run_again_after_a_worker_died_predicts_nothing_twice(
     inputs = {
         'structures': orm.Dict({key: node.store().uuid for key, node in structures.items()}),
         'models': dict(builder.models),
+        'parameters': orm.Dict({'batch_size': 64, 'labels': True}),
     }
     calls = []
 
@@ -475,7 +476,9 @@ def test_the_shard_step_run_again_after_a_worker_died_predicts_nothing_twice(
 
 
 def test_a_shard_with_a_structure_that_is_gone_fails_with_the_reason(aiida_profile, generate_workchain):
-    shard = generate_workchain(shard_builder(structures=orm.Dict({'x': str(uuid.uuid4())})))
+    shard = generate_workchain(
+        shard_builder(structures=orm.Dict({'x': str(uuid.uuid4())}), parameters=orm.Dict({'batch_size': 64}))
+    )
     exit_code = shard.predict()
     assert exit_code.status == PredictionShardWorkChain.exit_codes.ERROR_PREDICTION_FAILED.status
     assert exit_code.message == 'the prediction batch raised ValueError: no node for x'
